@@ -52,7 +52,9 @@ def _install_venv() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another command may be installing right now
         if STAMP.exists() and STAMP.read_text() == _digest() and VENV_PYTHON.exists():
             return
-        print(f"Installing requirements.txt into {VENV} (first run takes a minute or two)...", file=sys.stderr)
+        print(
+            f"Installing requirements.txt into {VENV} (first run takes a minute or two)...", file=sys.stderr
+        )
         if not VENV_PYTHON.exists():
             venv.EnvBuilder(with_pip=True).create(VENV)
         pip = [str(VENV_PYTHON), "-m", "pip", "--disable-pip-version-check"]

@@ -78,7 +78,9 @@ class Jet:
                 outer = g[..., :, None, :] * g[..., None, :, :]  # [(B,) d, d, n]
                 hess = self.d2[:, None, None, :] * outer
         if self.hess_z is not None:
-            axes = (slice(None), None, slice(None)) if self.diagonal else (slice(None), None, None, slice(None))
+            axes = (
+                (slice(None), None, slice(None)) if self.diagonal else (slice(None), None, None, slice(None))
+            )
             term = self.d1[axes] * self.hess_z
             hess = term if hess is None else hess + term
         return hess

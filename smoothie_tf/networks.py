@@ -44,8 +44,13 @@ class SmoothedCritic(keras.Model):
         self.action_dim = int(action_dim)
         self.activation = activation
         self.state_dim: int | None = None
-        self.embedding = JetDense(state_embedding, activation, name="state_embedding", dtype=self.dtype_policy)
-        self.hidden_layers = [JetDense(units, activation, name=f"hidden_{i}", dtype=self.dtype_policy) for i, units in enumerate(hidden)]
+        self.embedding = JetDense(
+            state_embedding, activation, name="state_embedding", dtype=self.dtype_policy
+        )
+        self.hidden_layers = [
+            JetDense(units, activation, name=f"hidden_{i}", dtype=self.dtype_policy)
+            for i, units in enumerate(hidden)
+        ]
         self.output_layer = JetDense(1, "linear", name="q", dtype=self.dtype_policy)
 
     def build(self, states_shape, actions_shape=None):
@@ -62,10 +67,15 @@ class SmoothedCritic(keras.Model):
         check_batch("actions", actions, self.action_dim)
         if not self.built:
             self.build(states.shape, actions.shape)
+            self.built = True
+
+    def __call__(self, states, actions, **kwargs):
+        check_batch("states", states, self.state_dim)  # before Keras builds on a wrong shape
+        check_batch("actions", actions, self.action_dim)
+        return super().__call__(states, actions, **kwargs)
 
     def call(self, states, actions):
         """q: [B]."""
-        self._check(states, actions)
         x = tf.concat([self.embedding(states), actions], axis=-1)
         for layer in self.hidden_layers:
             x = layer(x)
@@ -113,10 +123,18 @@ class GaussianPolicy(keras.Model):
         self.action_low = tf.constant(low, dtype=self.compute_dtype)
         self.action_high = tf.constant(high, dtype=self.compute_dtype)
         self.state_dim: int | None = None
-        self.hidden_layers = [keras.layers.Dense(u, "relu", name=f"mean_hidden_{i}", dtype=self.dtype_policy) for i, u in enumerate(hidden)]
+        self.hidden_layers = [
+            keras.layers.Dense(u, "relu", name=f"mean_hidden_{i}", dtype=self.dtype_policy)
+            for i, u in enumerate(hidden)
+        ]
         final_init = keras.initializers.RandomUniform(-3e-3, 3e-3)
         self.mean_output = keras.layers.Dense(
-            self.action_dim, "tanh", kernel_initializer=final_init, bias_initializer=final_init, name="mean", dtype=self.dtype_policy
+            self.action_dim,
+            "tanh",
+            kernel_initializer=final_init,
+            bias_initializer=final_init,
+            name="mean",
+            dtype=self.dtype_policy,
         )
         self.log_variance = self.add_weight(
             shape=(self.action_dim,),
@@ -132,6 +150,10 @@ class GaussianPolicy(keras.Model):
             width = layer.units
         self.mean_output.build((None, width))
 
+    def __call__(self, states, **kwargs):
+        check_batch("states", states, self.state_dim)  # before Keras builds on a wrong shape
+        return super().__call__(states, **kwargs)
+
     def call(self, states):
         """μθ(s): [B, d], inside the action bounds."""
         x = states
@@ -141,9 +163,7 @@ class GaussianPolicy(keras.Model):
 
     def mean(self, states) -> tf.Tensor:
         """μθ(s): [B, d]."""
-        states = tf.convert_to_tensor(states, dtype=self.compute_dtype)
-        check_batch("states", states, self.state_dim)
-        return self(states)
+        return self(tf.convert_to_tensor(states, dtype=self.compute_dtype))
 
     def variance(self) -> tf.Tensor:
         """Σφ's diagonal exp(φ): [d]."""
