@@ -23,6 +23,7 @@ directly, so the [B, d, d, n] Hessian of the last hidden layer is never material
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 ACTIVATIONS = ("tanh", "relu", "linear")
@@ -41,17 +42,29 @@ class Jet:
 
     value:  o = f(z)  [B, n]
     grad_z: G_z       [d, n] or [B, d, n]
-    hess_z: H_z       None, [B, d, d, n] (full) or [B, d, n] (diagonal)
+    hess_z: H_z       None, [B, d, d, n] (full) or [B, d, n] (diagonal), built from
+                      hess_in [..., m] and hess_kernel [m, n] when it is needed
     d1, d2: f'(z), f''(z) [B, n]; None for a linear layer (f' = 1, f'' = 0).
     """
 
-    def __init__(self, value, grad_z, hess_z=None, d1=None, d2=None, *, diagonal: bool = False):
+    def __init__(
+        self, value, grad_z, hess_in=None, d1=None, d2=None, *, diagonal: bool = False, hess_kernel=None
+    ):
         self.value = value
         self.grad_z = grad_z
-        self.hess_z = hess_z
+        # H_z = hess_in @ hess_kernel, kept apart so that a scalar head can contract the kernel
+        # with its weights first (a [B, n] vector) instead of multiplying the Hessian by it.
+        self.hess_in = hess_in
+        self.hess_kernel = hess_kernel
         self.d1 = d1
         self.d2 = d2
         self.diagonal = diagonal
+
+    @property
+    def hess_z(self) -> tf.Tensor | None:
+        if self.hess_in is None or self.hess_kernel is None:
+            return self.hess_in
+        return _apply_kernel(self.hess_in, self.hess_kernel)
 
     @property
     def batched_grad(self) -> bool:
@@ -77,11 +90,10 @@ class Jet:
             else:
                 outer = g[..., :, None, :] * g[..., None, :, :]  # [(B,) d, d, n]
                 hess = self.d2[:, None, None, :] * outer
-        if self.hess_z is not None:
-            axes = (
-                (slice(None), None, slice(None)) if self.diagonal else (slice(None), None, None, slice(None))
-            )
-            term = self.d1[axes] * self.hess_z
+        hess_z = self.hess_z
+        if hess_z is not None:
+            d1 = self.d1[:, None, :] if self.diagonal else self.d1[:, None, None, :]
+            term = d1 * hess_z
             hess = term if hess is None else hess + term
         return hess
 
@@ -92,8 +104,9 @@ class Jet:
         return Jet(
             value,
             _apply_kernel(self.grad, kernel),
-            None if hess is None else _apply_kernel(hess, kernel),
+            hess,
             diagonal=self.diagonal,
+            hess_kernel=None if hess is None else kernel,
         )
 
     def scalar_head(self, kernel: tf.Tensor, bias: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -117,14 +130,30 @@ class Jet:
             elif not shared:  # sum_n c2 G_z[k, n] G_z[l, n] as one batched matmul
                 hess = tf.matmul(gz * c2[:, None, :], gz, transpose_b=True)
             else:  # G_z shared by every example: one matmul with its column outer products
-                hess = _sum_units(gz[:, None, :] * gz[None, :, :], c2, shared=True)
-        if self.hess_z is not None:
-            term = _sum_units(self.hess_z, c1, shared=False)
+                hess = _symmetric_outer_sum(gz, c2)
+        if self.hess_in is not None:  # sum_n c1_n (H_in K)[..., n] = H_in @ (K c1)
+            weights = c1 if self.hess_kernel is None else tf.matmul(c1, self.hess_kernel, transpose_b=True)
+            term = _sum_units(self.hess_in, weights, shared=False)
             hess = term if hess is None else hess + term
         if hess is None:
             d = g.shape[-1]
             hess = tf.zeros_like(g) if self.diagonal else tf.zeros_like(g[:, :, None] * tf.ones([d], g.dtype))
         return q, g, hess
+
+
+def _symmetric_outer_sum(gz: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
+    """sum_n c[b, n] G[k, n] G[l, n] for G [d, n] shared by every example: [B, d, d].
+
+    One matmul over the d(d+1)/2 pairs k <= l (the result is symmetric), then a gather.
+    """
+    d = gz.shape[0]
+    rows, cols = np.triu_indices(d)
+    pairs = tf.gather(gz, rows) * tf.gather(gz, cols)  # [d(d+1)/2, n]
+    upper = tf.matmul(c, pairs, transpose_b=True)  # [B, d(d+1)/2]
+    position = np.zeros((d, d), dtype=np.int32)
+    position[rows, cols] = np.arange(rows.size)
+    position[cols, rows] = np.arange(rows.size)
+    return tf.reshape(tf.gather(upper, position.reshape(-1), axis=1), [-1, d, d])
 
 
 def _sum_units(x: tf.Tensor, c: tf.Tensor, *, shared: bool) -> tf.Tensor:
@@ -173,7 +202,9 @@ class JetDense(keras.layers.Dense):
             o = tf.nn.relu(z)
             d1 = tf.cast(z > 0, z.dtype)
             d2 = None
-        return Jet(o, linear.grad_z, linear.hess_z, d1, d2, diagonal=jet.diagonal)
+        return Jet(
+            o, linear.grad_z, linear.hess_in, d1, d2, diagonal=jet.diagonal, hess_kernel=linear.hess_kernel
+        )
 
     def head(self, jet: Jet) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """This layer as a scalar linear output: (q [B], g [B, d], H [B, d, d] or [B, d])."""

@@ -1,0 +1,84 @@
+"""Timing of the pieces whose speed the project promises (SPEC.md section 8).
+
+Each figure is the median, over `repeats` rounds, of the mean time of one call within a round
+of `calls` calls; every function is compiled the same way (tf.function, XLA).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from smoothie_tf.networks import SmoothedCritic
+
+
+def time_call(fn: Callable[[], object], calls: int = 50, repeats: int = 7) -> float:
+    """Median seconds per call of a compiled fn (its result is fetched, so the work is done)."""
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, fn())  # compile
+    rounds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            result = fn()
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
+        rounds.append((time.perf_counter() - start) / calls)
+    return float(np.median(rounds))
+
+
+def autodiff_hessian(critic: SmoothedCritic, states: tf.Tensor, actions: tf.Tensor):
+    """q, g, H by nested tf.GradientTape and a batch Jacobian (the reference for jets)."""
+    with tf.GradientTape() as outer:
+        outer.watch(actions)
+        with tf.GradientTape() as inner:
+            inner.watch(actions)
+            q = critic(states, actions)
+        g = inner.gradient(q, actions)
+    return q, g, outer.batch_jacobian(g, actions)
+
+
+def jets_figures(
+    batch: int = 128,
+    state_dim: int = 11,
+    action_dims: tuple[int, ...] = (3, 6, 17),
+    hidden_variants: dict[str, tuple[int, ...]] | None = None,
+    calls: int = 50,
+    repeats: int = 7,
+) -> dict:
+    """Forward pass, jets (full and diagonal) and autodiff Hessians, in ms per batch, with ratios."""
+    hidden_variants = hidden_variants or {"paper_critic": (300,), "two_hidden_after_action": (300, 300)}
+    rng = np.random.default_rng(0)
+    figures: dict = {"batch": batch, "state_dim": state_dim}
+    for name, hidden in hidden_variants.items():
+        per_dim = {}
+        for d in action_dims:
+            critic = SmoothedCritic(action_dim=d, hidden=hidden)
+            states = tf.constant(rng.normal(size=(batch, state_dim)), tf.float32)
+            actions = tf.constant(rng.normal(size=(batch, d)), tf.float32)
+            critic(states, actions)
+
+            def compiled(fn):
+                return tf.function(fn, jit_compile=True)
+
+            forward = compiled(lambda s, a, c=critic: c(s, a))
+            full = compiled(lambda s, a, c=critic: c.value_grad_hess(s, a))
+            diagonal = compiled(lambda s, a, c=critic: c.value_grad_hess(s, a, diagonal=True))
+            autodiff = compiled(lambda s, a, c=critic: autodiff_hessian(c, s, a))
+            ms = {
+                key: 1e3 * time_call(lambda f=fn, s=states, a=actions: f(s, a), calls, repeats)
+                for key, fn in (
+                    ("forward_ms", forward),
+                    ("jets_full_ms", full),
+                    ("jets_diagonal_ms", diagonal),
+                    ("autodiff_hessian_ms", autodiff),
+                )
+            }
+            ms["jets_full_over_forward"] = ms["jets_full_ms"] / ms["forward_ms"]
+            ms["jets_diagonal_over_forward"] = ms["jets_diagonal_ms"] / ms["forward_ms"]
+            ms["autodiff_over_jets_full"] = ms["autodiff_hessian_ms"] / ms["jets_full_ms"]
+            ms["autodiff_over_jets_diagonal"] = ms["autodiff_hessian_ms"] / ms["jets_diagonal_ms"]
+            per_dim[f"d{d}"] = {k: round(v, 4) for k, v in ms.items()}
+        figures[name] = {"hidden_after_action": list(hidden), **per_dim}
+    return figures
