@@ -1,0 +1,95 @@
+"""Atomic, complete checkpoints of a training run.
+
+A checkpoint is a directory `ckpt-<step>` holding:
+  model.*        a tf.train.Checkpoint of the agent (networks, targets, optimizers, TF RNGs,
+                 exploration noise)
+  replay.npz     the replay buffer (no pickle)
+  state.json     counters, the NumPy RNG state, the current episode's seed and actions, the env id
+
+It is written under a temporary name and renamed into place, so a crash mid-write leaves the
+previous checkpoints untouched; stray temporary directories are removed on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+
+import tensorflow as tf
+
+PREFIX = "ckpt-"
+TEMPORARY = ".tmp-"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for this run (another env, another shape, damaged)."""
+
+
+def _fsync_tree(directory: pathlib.Path) -> None:
+    for path in [*directory.iterdir(), directory]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class CheckpointDirectory:
+    """The checkpoints of one run, newest last; keeps the `keep` most recent."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 3):
+        self.directory = pathlib.Path(directory)
+        self.keep = keep
+
+    def all(self) -> list[pathlib.Path]:
+        if not self.directory.is_dir():
+            return []
+        found = [p for p in self.directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
+        return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+    def latest(self) -> pathlib.Path | None:
+        found = self.all()
+        return found[-1] if found else None
+
+    def remove_temporaries(self) -> None:
+        if self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if path.name.startswith(TEMPORARY):
+                    shutil.rmtree(path, ignore_errors=True)
+
+    def save(self, step: int, trackables: dict, replay, state: dict) -> pathlib.Path:
+        """Writes checkpoint `step` atomically and prunes old ones; returns its directory."""
+        final = self.directory / f"{PREFIX}{step:010d}"
+        if final.exists():
+            return final
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f"{TEMPORARY}{PREFIX}{step:010d}-{os.getpid()}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        tf.train.Checkpoint(**trackables).write(str(temporary / "model"))
+        replay.save(temporary / "replay.npz")
+        (temporary / "state.json").write_text(json.dumps(state))
+        _fsync_tree(temporary)
+        os.rename(temporary, final)
+        _fsync_tree(self.directory)
+        for old in self.all()[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    @staticmethod
+    def read_state(path: pathlib.Path) -> dict:
+        try:
+            return json.loads((path / "state.json").read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"checkpoint {path} is damaged: {error}") from error
+
+    @staticmethod
+    def restore_model(path: pathlib.Path, trackables: dict) -> None:
+        """Restores the agent's variables in place; every saved value must find its variable."""
+        status = tf.train.Checkpoint(**trackables).read(str(path / "model"))
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as error:
+            raise CheckpointError(f"checkpoint {path} does not fit this agent: {error}") from error
