@@ -1,0 +1,325 @@
+"""The training loop: exact resume, crash safety, bad input, dashboards, end-to-end runs."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from smoothie_tf import hparams as hparams_lib
+from smoothie_tf import training
+from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SMALL_NETWORKS = {"actor_hidden": [32, 32], "critic_state_embedding": 16, "critic_hidden": [32]}
+
+
+def bandit_hparams(agent: str = "smoothie", **overrides) -> hparams_lib.HParams:
+    hp = hparams_lib.load(ROOT / "hparams" / f"bandit_{agent}.json")
+    small = {
+        **SMALL_NETWORKS,
+        "batch_size": 16,
+        "replay_capacity": 1000,
+        "total_steps": 200,
+        "eval_interval": 50,
+        "eval_episodes": 2,
+        "checkpoint_interval": 50,
+    }
+    return dataclasses.replace(hp, **{**small, **overrides})
+
+
+def hopper_hparams(file: str = "smoothie", **overrides) -> hparams_lib.HParams:
+    hp = hparams_lib.load(ROOT / "hparams" / f"{file}.json")
+    small = {
+        **SMALL_NETWORKS,
+        "batch_size": 32,
+        "replay_capacity": 5000,
+        "total_steps": 400,
+        "warmup_steps": 150,
+        "eval_interval": 200,
+        "eval_episodes": 1,
+        "checkpoint_interval": 200,
+    }
+    return dataclasses.replace(hp, **{**small, **overrides})
+
+
+def agent_weights(trainer: training.Trainer) -> list[np.ndarray]:
+    items = trainer.agent.checkpoint_items()
+    return [v.numpy() for name in sorted(items) for v in getattr(items[name], "variables", [])]
+
+
+def eval_returns(logdir: pathlib.Path) -> list[tuple[int, float]]:
+    accumulator = event_accumulator.EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    events = accumulator.Tensors("eval/mean_return")
+    return sorted((e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events)
+
+
+def run_interrupted_then_resumed(env_id, hp, seed, logdir, stop_at):
+    first = training.Trainer(env_id, hp, seed, logdir)
+
+    def stop(progress):
+        if progress.step == stop_at:
+            first._request_stop(signal.SIGINT, None)
+
+    first.on_progress = stop
+    with pytest.raises(training.Interrupted):
+        first.run()
+    assert CheckpointDirectory(logdir / "checkpoints").latest().name.endswith(f"{stop_at:010d}")
+    second = training.Trainer(env_id, hp, seed, logdir)
+    second.run()
+    return second
+
+
+@pytest.mark.parametrize("agent", ["smoothie", "ddpg"])
+def test_exact_resume_on_the_bandit(tmp_path, agent):
+    hp = bandit_hparams(agent)
+    straight = training.Trainer("SmoothieBandit-v0", hp, 3, tmp_path / "straight")
+    straight.run()
+    resumed = run_interrupted_then_resumed("SmoothieBandit-v0", hp, 3, tmp_path / "resumed", stop_at=77)
+    for a, b in zip(agent_weights(straight), agent_weights(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert eval_returns(tmp_path / "straight") == eval_returns(tmp_path / "resumed")
+    assert len(eval_returns(tmp_path / "straight")) == 4
+
+
+def test_exact_resume_on_hopper_mid_episode(tmp_path):
+    hp = hopper_hparams()
+    straight = training.Trainer("Hopper-v4", hp, 5, tmp_path / "straight")
+    straight.run()
+    resumed = run_interrupted_then_resumed("Hopper-v4", hp, 5, tmp_path / "resumed", stop_at=263)
+    for a, b in zip(agent_weights(straight), agent_weights(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert eval_returns(tmp_path / "straight") == eval_returns(tmp_path / "resumed")
+    assert straight.episode == resumed.episode > 1  # episodes ended and restarted along the way
+
+
+def test_event_files_hold_the_pinned_tags(tmp_path):
+    training.Trainer("SmoothieBandit-v0", bandit_hparams(), 0, tmp_path).run()
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["tensors"])
+    for tag in [
+        "eval/mean_return",
+        "train/episode_return",
+        "loss/critic",
+        "loss/policy",
+        "policy/mean_variance",
+        "policy/variance",
+        "policy/variance_0",
+        "critic/q_mean",
+        "perf/env_steps_per_sec",
+    ]:
+        assert tag in tags, tag
+    histogram = accumulator.Tensors("policy/variance")[-1]
+    assert tf.make_ndarray(histogram.tensor_proto).shape[-1] == 3  # TensorBoard's histogram buckets
+    plugins = accumulator.PluginTagToContent("hparams")
+    assert plugins, "no hparams dashboard"
+    assert accumulator.PluginTagToContent("custom_scalars"), "no custom-scalars layout"
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
+    hp = bandit_hparams()
+    trainer = training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path)
+    real_step = trainer.agent.train_step
+    calls = {"n": 0}
+
+    def poisoned(batch):
+        metrics = real_step(batch)
+        calls["n"] += 1
+        if trainer.step > 120:
+            metrics = {**metrics, "loss/critic": tf.constant(float("nan"))}
+        return metrics
+
+    trainer.agent.train_step = poisoned
+    with pytest.raises(training.NonFiniteLossError, match="non-finite loss at step 121"):
+        trainer.run()
+    checkpoints = CheckpointDirectory(tmp_path / "checkpoints")
+    assert [p.name for p in checkpoints.all()] == [f"ckpt-{s:010d}" for s in (50, 100)]
+
+
+def test_checkpoint_from_another_env_is_refused(tmp_path):
+    trainer = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "run")
+    trainer.run()
+    other = training.Trainer("Hopper-v4", hopper_hparams(), 0, tmp_path / "other")
+    with pytest.raises(CheckpointError, match="from env SmoothieBandit-v0"):
+        other.restore(CheckpointDirectory(tmp_path / "run" / "checkpoints").latest())
+
+
+def test_exported_policy_runs_with_tensorflow_alone(tmp_path):
+    trainer = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path)
+    trainer.run()
+    loaded = tf.saved_model.load(str(tmp_path / "policy"))
+    observations = tf.ones([4, 1])
+    np.testing.assert_allclose(
+        loaded.mean_action(observations), trainer.agent.policy(observations), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("file", ["smoothie", "smoothie_kl", "ddpg"])
+def test_short_hopper_run_trains_end_to_end(tmp_path, file):
+    hp = hparams_lib.load(ROOT / "hparams" / f"{file}.json")
+    hp = dataclasses.replace(
+        hp, total_steps=2000, warmup_steps=500, eval_interval=2000, eval_episodes=1, checkpoint_interval=1000
+    )
+    result = training.Trainer("Hopper-v4", hp, 0, tmp_path).run()
+    assert result["step"] == 2000 and np.isfinite(result["last_eval_return"])
+    assert len(CheckpointDirectory(tmp_path / "checkpoints").all()) == 2
+    saved = json.loads((tmp_path / "hparams.json").read_text())
+    assert saved["env"] == "Hopper-v4" and saved["hparams"]["agent"] == hp.agent and "versions" in saved
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def train_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bin" / "train"), *args]
+
+
+def run_train(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(train_command(*args), capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def tree_snapshot(directory: pathlib.Path) -> dict:
+    return {
+        str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_bandit_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("finished")
+    training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, logdir).run()
+    return logdir
+
+
+def write(path: pathlib.Path, text: str) -> pathlib.Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown_env", "unknown environment 'NoSuchEnv-v0'"),
+        ("discrete_env", "Discrete"),
+        ("missing_file", "no_such_file.json"),
+        ("malformed_json", "malformed.json"),
+        ("unknown_key", "actor_lrr"),
+        ("wrong_type", "batch_size"),
+        ("negative_lr", "actor_lr"),
+        ("discount_out_of_range", "discount"),
+        ("batch_over_capacity", "replay_capacity"),
+        ("unknown_flag", "no_such_flag"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, case, message):
+    good = str(ROOT / "hparams" / "bandit_smoothie.json")
+    logdir = tmp_path / "run"
+    args = {
+        "unknown_env": ["--env=NoSuchEnv-v0", f"--hparams={good}"],
+        "discrete_env": ["--env=CartPole-v1", f"--hparams={good}"],
+        "missing_file": ["--env=SmoothieBandit-v0", f"--hparams={tmp_path / 'no_such_file.json'}"],
+        "malformed_json": [
+            "--env=SmoothieBandit-v0",
+            f"--hparams={write(tmp_path / 'malformed.json', '{oops')}",
+        ],
+        "unknown_key": ["--env=SmoothieBandit-v0", f"--hparams={good}", "--hparam=actor_lrr=0.1"],
+        "wrong_type": ["--env=SmoothieBandit-v0", f"--hparams={good}", "--hparam=batch_size=big"],
+        "negative_lr": ["--env=SmoothieBandit-v0", f"--hparams={good}", "--hparam=actor_lr=-0.1"],
+        "discount_out_of_range": ["--env=SmoothieBandit-v0", f"--hparams={good}", "--hparam=discount=1.5"],
+        "batch_over_capacity": [
+            "--env=SmoothieBandit-v0",
+            f"--hparams={good}",
+            "--hparam=batch_size=256",
+            "--hparam=replay_capacity=100",
+        ],
+        "unknown_flag": ["--env=SmoothieBandit-v0", f"--hparams={good}", "--no_such_flag=1"],
+    }[case]
+    result = run_train(*args, f"--logdir={logdir}")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not logdir.exists()
+
+
+def test_logdir_of_another_run_is_refused_untouched(finished_bandit_run):
+    before = tree_snapshot(finished_bandit_run)
+    good = str(ROOT / "hparams" / "bandit_smoothie.json")
+    result = run_train(
+        "--env=SmoothieBandit-v0",
+        f"--hparams={good}",
+        "--hparam=actor_lr=0.5",
+        f"--logdir={finished_bandit_run}",
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "actor_lr" in lines[0] and "different run" in lines[0], result.stderr
+    assert tree_snapshot(finished_bandit_run) == before
+
+
+def wait_for_checkpoint(logdir: pathlib.Path, process, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if CheckpointDirectory(logdir / "checkpoints").latest() is not None or process.poll() is not None:
+            return
+        time.sleep(0.05)
+
+
+def test_kill_9_at_random_moments_then_resume_completes(tmp_path):
+    good = str(ROOT / "hparams" / "bandit_ddpg.json")
+    total = 1500
+    args = [
+        "--env=SmoothieBandit-v0",
+        f"--hparams={good}",
+        f"--hparam=total_steps={total}",
+        "--hparam=checkpoint_interval=40",
+        "--hparam=eval_interval=500",
+        "--hparam=actor_hidden=[32,32]",
+        "--hparam=critic_hidden=[32]",
+        "--hparam=critic_state_embedding=16",
+        f"--logdir={tmp_path}",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        process = subprocess.Popen(
+            train_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        wait_for_checkpoint(tmp_path, process)
+        time.sleep(rng.uniform(0.0, 1.5))
+        process.kill()
+        process.wait()
+        for checkpoint in CheckpointDirectory(tmp_path / "checkpoints").all():  # each one left behind loads
+            CheckpointDirectory.read_state(checkpoint)
+            assert (checkpoint / "replay.npz").exists()
+    # SIGINT saves a checkpoint and exits 130.
+    process = subprocess.Popen(
+        train_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    time.sleep(1.0)
+    wait_for_checkpoint(tmp_path, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode != 0:  # 0 only if it finished before the signal arrived
+        assert process.returncode == 130, stderr
+    result = run_train(*args)
+    assert result.returncode == 0, result.stderr
+    latest = CheckpointDirectory(tmp_path / "checkpoints").latest()
+    assert CheckpointDirectory.read_state(latest)["step"] == total
+    small = dataclasses.replace(
+        hparams_lib.load(good), actor_hidden=[32, 32], critic_hidden=[32], critic_state_embedding=16
+    )
+    for checkpoint in CheckpointDirectory(tmp_path / "checkpoints").all():  # every one restores fully
+        training.Trainer("SmoothieBandit-v0", small, 0, tmp_path / "probe").restore(checkpoint)
