@@ -82,3 +82,45 @@ def jets_figures(
             per_dim[f"d{d}"] = {k: round(v, 4) for k, v in ms.items()}
         figures[name] = {"hidden_after_action": list(hidden), **per_dim}
     return figures
+
+
+def random_batch(batch: int, observation_dim: int, action_dim: int, seed: int = 0):
+    """A replay-shaped batch of random transitions."""
+    from smoothie_tf.replay import Batch
+
+    rng = np.random.default_rng(seed)
+    return Batch(
+        observations=tf.constant(rng.normal(size=(batch, observation_dim)), tf.float32),
+        actions=tf.constant(rng.uniform(-1, 1, size=(batch, action_dim)), tf.float32),
+        rewards=tf.constant(rng.normal(size=(batch,)), tf.float32),
+        next_observations=tf.constant(rng.normal(size=(batch, observation_dim)), tf.float32),
+        terminated=tf.constant(rng.uniform(size=(batch,)) < 0.05, tf.float32),
+    )
+
+
+def train_step_figures(
+    dimensions: dict[str, tuple[int, int]] | None = None,
+    batch: int = 128,
+    calls: int = 50,
+    repeats: int = 7,
+) -> dict:
+    """Updates per second of the Smoothie and DDPG train steps (paper networks), and their ratio."""
+    from smoothie_tf.agents import DDPGAgent, SmoothieAgent
+
+    dimensions = dimensions or {"hopper": (11, 3), "humanoid": (376, 17)}
+    figures: dict = {"batch": batch}
+    for name, (observation_dim, action_dim) in dimensions.items():
+        data = random_batch(batch, observation_dim, action_dim)
+        low, high = -np.ones(action_dim), np.ones(action_dim)
+        seconds = {}
+        for label, cls in (("smoothie", SmoothieAgent), ("ddpg", DDPGAgent)):
+            agent = cls(observation_dim, low, high, seed=0, batch_size=batch)
+            seconds[label] = time_call(lambda a=agent, b=data: a.train_step(b), calls, repeats)
+        figures[name] = {
+            "observation_dim": observation_dim,
+            "action_dim": action_dim,
+            "smoothie_updates_per_sec": round(1.0 / seconds["smoothie"], 1),
+            "ddpg_updates_per_sec": round(1.0 / seconds["ddpg"], 1),
+            "smoothie_over_ddpg_step_time": round(seconds["smoothie"] / seconds["ddpg"], 4),
+        }
+    return figures
