@@ -165,6 +165,11 @@ class GaussianPolicy(keras.Model):
         """μθ(s): [B, d]."""
         return self(tf.convert_to_tensor(states, dtype=self.compute_dtype))
 
+    @property
+    def mean_variables(self) -> list:
+        """θ, the mean network's trainable variables (φ excluded)."""
+        return [v for layer in (*self.hidden_layers, self.mean_output) for v in layer.trainable_variables]
+
     def variance(self) -> tf.Tensor:
         """Σφ's diagonal exp(φ): [d]."""
         return tf.exp(self.log_variance)
