@@ -175,6 +175,8 @@ class Trainer:
         self.last_episode_return: float | None = None
         self.last_eval_return: float | None = None
         self.observation = None
+        # Seconds spent in each part of the loop (this process only), for bin/benchmark.
+        self.timings = {"act": 0.0, "env": 0.0, "replay_add": 0.0, "sample_and_update": 0.0}
 
     # --- state -----------------------------------------------------------------------------
 
@@ -311,16 +313,25 @@ class Trainer:
             if self._stop_signal is not None:
                 self.save_checkpoint()
                 raise Interrupted(f"signal {self._stop_signal} at step {self.step}; checkpoint saved")
+            clock = time.perf_counter()
             action = self._act()
+            after_act = time.perf_counter()
             next_observation, reward, terminated, truncated, _ = self.env.step(action)
+            after_env = time.perf_counter()
             self.replay.add(self.observation, action, reward, next_observation, terminated, truncated)
             self.episode_actions.append([float(x) for x in action])
             self.episode_return += float(reward)
             self.observation = next_observation
             self.step += 1
             window_steps += 1
+            after_store = time.perf_counter()
 
             metrics = self._update() if len(self.replay) >= hp.batch_size else None
+            timings = self.timings
+            timings["act"] += after_act - clock
+            timings["env"] += after_env - after_act
+            timings["replay_add"] += after_store - after_env
+            timings["sample_and_update"] += time.perf_counter() - after_store
 
             if terminated or truncated:
                 self.last_episode_return = self.episode_return
