@@ -1,0 +1,75 @@
+"""Smoothie and Smoothie-KL (SPEC.md section 2): a Gaussian policy N(μθ(s), diag e^φ) learned from
+a smoothed critic's action-gradient (for μ) and half its action-Hessian (for Σ)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from smoothie_tf import losses
+from smoothie_tf.agents.base import ActorCriticAgent
+from smoothie_tf.agents.config import AgentConfig
+from smoothie_tf.replay import Batch
+
+
+class SmoothieAgent(ActorCriticAgent):
+    """Smoothie, and Smoothie-KL when `kl_penalty` λ > 0.
+
+    SmoothieAgent(observation_dim, action_low, action_high, *, seed, **hparams), hparams being
+    `AgentConfig`'s fields (SPEC.md section 4's keys); `ou_damping` and `ou_stddev` are accepted
+    and unused. One train step, in the order of the paper's algorithm:
+
+      1. phantom actions a = ã + sqrt(e^φ)·ε around the replayed actions (eq. 9);
+      2. critic: Adam on mean Huber(Q̃w(s, a) − y), y = c·r + γ(1 − terminated)·Q̃w̄(s', μθ̄(s'));
+      3. policy: g, diag H of the just-updated critic at a = μθ(s) by forward jets (eqs. 10–11);
+         Adam on −mean[g·μθ(s) + ½ Σ_i H_ii e^φ_i] + λ·KL(π ‖ π_target) (Theorem 1);
+      4. Polyak update of critic, mean and φ.
+    """
+
+    def _check_config(self, config: AgentConfig) -> None:
+        if config.critic_activation == "relu":
+            raise ValueError(
+                "Smoothie cannot use a relu critic: its action-Hessian is zero almost everywhere, "
+                "so ½·H gives the covariance no gradient and Σ would never learn; "
+                "use critic_activation='tanh'"
+            )
+
+    @property
+    def actor_variables(self) -> list[tf.Variable]:
+        """θ (the mean network) and φ (the log-variances)."""
+        return [*self.policy.mean_variables, self.policy.log_variance]
+
+    def _sample_action(self, observation: tf.Tensor) -> tf.Tensor:
+        """a ~ N(μθ(s), Σφ), clipped to the action bounds: [d]."""
+        return self.policy.sample(observation[None], generator=self.acting_generator, clip=True)[0]
+
+    def critic_actions(self, batch: Batch) -> tf.Tensor:
+        """Phantom actions around the replayed ones, with the current policy's variance (eq. 9)."""
+        noise = self.training_generator.normal(tf.shape(batch.actions))
+        return losses.phantom_actions(batch.actions, self.policy.variance(), noise)
+
+    def policy_update(self, observations: tf.Tensor) -> dict:
+        """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy)."""
+        variables = self.actor_variables
+        log_variance, target_log_variance = self.policy.log_variance, self.target_policy.log_variance
+        with tf.GradientTape() as tape:
+            means = self.policy(observations)
+            with tape.stop_recording():  # g and H are held fixed: no second-order terms
+                q_at_means, action_grad, hess_diag = self.critic.value_grad_hess(
+                    observations, means, diagonal=True
+                )
+                target_means = self.target_policy(observations)
+            surrogate = losses.smoothie_policy_surrogate(means, log_variance, action_grad, hess_diag)
+            kl = losses.kl_to_target_policy(means, log_variance, target_means, target_log_variance)
+            loss = surrogate + self.config.kl_penalty * kl if self.config.kl_penalty > 0 else surrogate
+        gradients = tape.gradient(loss, variables)
+        self.actor_optimizer.apply(gradients, variables)
+        variance = self.policy.variance()
+        return {
+            "loss/policy": loss,
+            "policy/kl": kl,
+            "policy/q_at_mean": tf.reduce_mean(q_at_means),
+            "policy/hessian_diagonal_mean": tf.reduce_mean(hess_diag),
+            "policy/mean_variance": tf.reduce_mean(variance),
+            "policy/variance": variance,
+            "grad_norm/actor": tf.linalg.global_norm(gradients),
+        }

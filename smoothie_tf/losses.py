@@ -1,0 +1,100 @@
+"""The losses of Smoothie, Smoothie-KL and DDPG, one equation per function (SPEC.md section 2).
+
+Equation numbers "eq. N" are the supplement's (`paper/smoothie-supplement.md`); "Theorem 1" is the
+main paper's policy gradient for the mean and covariance of a Gaussian policy.
+Shapes: B examples, d action dimensions.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+
+def phantom_actions(replay_actions: tf.Tensor, variance: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """Phantom actions a = ã + sqrt(v) ⊙ ε around the replayed actions ã (eq. 9).
+
+    replay_actions ã: [B, d]; variance v = exp(φ) of the current policy: [d] (no gradient flows to
+    φ through it); noise ε ~ N(0, I): [B, d]. Returns a: [B, d], not clipped to the action bounds
+    (Q̃ is defined on all of R^d, and clipping would bias the smoothing near the bounds).
+    """
+    return replay_actions + tf.sqrt(tf.stop_gradient(variance)) * noise
+
+
+def smoothed_bellman_target(
+    rewards: tf.Tensor,
+    terminated: tf.Tensor,
+    next_values: tf.Tensor,
+    reward_scale: float,
+    discount: float,
+) -> tf.Tensor:
+    """y = c·r + γ·(1 − terminated)·Q̃w̄(s', μθ̄(s')), held fixed (eq. 5; SPEC.md section 2).
+
+    rewards, terminated: [B]; next_values: [B], the target critic at the target policy's *mean*
+    next action (eq. 5 bootstraps with μ(s'), no next action is sampled). `terminated` is
+    Gymnasium's: a time-limit truncation has terminated = 0 and still bootstraps.
+    """
+    bootstrap = discount * (1.0 - terminated) * next_values
+    return tf.stop_gradient(reward_scale * rewards + bootstrap)
+
+
+def huber(errors: tf.Tensor, delta: float) -> tf.Tensor:
+    """Huber_δ(x) = ½x² for |x| ≤ δ, δ(|x| − ½δ) beyond: elementwise."""
+    magnitude = tf.abs(errors)
+    quadratic = tf.minimum(magnitude, delta)
+    return 0.5 * tf.square(quadratic) + delta * (magnitude - quadratic)
+
+
+def critic_loss(q_values: tf.Tensor, targets: tf.Tensor, delta: float) -> tf.Tensor:
+    """L_Q = mean Huber_δ(Q̃w(s, a) − y) with y held fixed (eq. 9, k = 0; Table 1's Huber clipping).
+
+    q_values: [B], Q̃w at the phantom actions for Smoothie or at the replayed actions for DDPG;
+    targets y: [B]. The importance weight 1/q(ã|s) of eq. 9 is dropped: the behaviour density of
+    replayed data is not known (SPEC.md section 2).
+    """
+    return tf.reduce_mean(huber(q_values - tf.stop_gradient(targets), delta))
+
+
+def smoothie_policy_surrogate(
+    means: tf.Tensor, log_variance: tf.Tensor, action_grad: tf.Tensor, action_hess: tf.Tensor
+) -> tf.Tensor:
+    """−mean_s[ g·μθ(s) + ½ Σ_i H_ii exp(φ_i) ], whose gradient is Theorem 1's (negated).
+
+    means μθ(s): [B, d]; log_variance φ: [d]; action_grad g = ∇aQ̃w(s, a)|a=μθ(s): [B, d];
+    action_hess H = ∇²aQ̃w(s, a)|a=μθ(s): [B, d, d] or its diagonal [B, d]. g and H are held fixed,
+    so ∇θ = −mean_s (∂μθ/∂θ)ᵀ g and ∂/∂φ_i = −½ exp(φ_i) mean_s H_ii (∂Q̃/∂Σ = ½ ∂²Q̃/∂a²,
+    supplement A; Σ = diag(exp φ)). Only the diagonal of H enters: Σ is diagonal.
+    """
+    g = tf.stop_gradient(action_grad)
+    hess_diag = tf.stop_gradient(
+        action_hess if action_hess.shape.rank == 2 else tf.linalg.diag_part(action_hess)
+    )
+    mean_term = tf.reduce_sum(g * means, axis=-1)
+    half_hessian_term = 0.5 * tf.reduce_sum(hess_diag * tf.exp(log_variance), axis=-1)
+    return -tf.reduce_mean(mean_term + half_hessian_term)
+
+
+def kl_to_target_policy(
+    means: tf.Tensor, log_variance: tf.Tensor, target_means: tf.Tensor, target_log_variance: tf.Tensor
+) -> tf.Tensor:
+    """mean_s KL(N(μθ(s), diag e^φ) ‖ N(μθ̄(s), diag e^φ̄)), the Smoothie-KL penalty (SPEC.md section 2).
+
+    means, target_means: [B, d]; log_variance φ, target_log_variance φ̄: [d]. The target (lagged)
+    policy is held fixed. Closed form: ½ Σ_i [v_i/v̄_i + (μ_i − μ̄_i)²/v̄_i − 1 + ln v̄_i − ln v_i],
+    computed by tensorflow-probability's diagonal Gaussian.
+    """
+    current = tfd.MultivariateNormalDiag(loc=means, scale_diag=tf.exp(0.5 * log_variance))
+    target = tfd.MultivariateNormalDiag(
+        loc=tf.stop_gradient(target_means), scale_diag=tf.stop_gradient(tf.exp(0.5 * target_log_variance))
+    )
+    return tf.reduce_mean(tfd.kl_divergence(current, target))
+
+
+def ddpg_actor_loss(q_at_means: tf.Tensor) -> tf.Tensor:
+    """−mean_s Q(s, μθ(s)), the deterministic policy gradient's surrogate (Silver et al. 2014).
+
+    q_at_means: [B], the critic at the policy's actions with the gradient flowing into μθ.
+    """
+    return -tf.reduce_mean(q_at_means)
