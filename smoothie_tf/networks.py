@@ -14,7 +14,7 @@ from smoothie_tf.jets import JetDense, action_jet
 
 def check_batch(name: str, x: tf.Tensor, last_dim: int | None) -> None:
     """Raises a ValueError naming expected and received shapes unless x is [B, last_dim]."""
-    shape = x.shape
+    shape = tf.TensorShape(x.shape)  # NumPy arrays have a tuple shape
     if shape.rank != 2 or (last_dim is not None and shape[-1] is not None and shape[-1] != last_dim):
         expected = f"[batch, {last_dim if last_dim is not None else 'n'}]"
         raise ValueError(f"{name} must have shape {expected}, got {list(shape)}")
