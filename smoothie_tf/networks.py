@@ -20,6 +20,16 @@ def check_batch(name: str, x: tf.Tensor, last_dim: int | None) -> None:
         raise ValueError(f"{name} must have shape {expected}, got {list(shape)}")
 
 
+def track_list_for_checkpoints(model: keras.Model, layers: Sequence[keras.layers.Layer]) -> None:
+    """Makes each layer of a list an attribute of its own (named after the layer).
+
+    tf.train.Checkpoint does not follow the lists Keras 3 tracks, so without this the layers of
+    `hidden_layers` would be missing from a checkpoint (Keras still counts each layer once).
+    """
+    for layer in layers:
+        setattr(model, layer.name, layer)
+
+
 class SmoothedCritic(keras.Model):
     """Q̃w(s, a): state → dense `state_embedding` (tanh); concat action; `hidden` dense layers
     (tanh); linear → 1. The paper's critic is the default (400; 300).
@@ -51,6 +61,7 @@ class SmoothedCritic(keras.Model):
             JetDense(units, activation, name=f"hidden_{i}", dtype=self.dtype_policy)
             for i, units in enumerate(hidden)
         ]
+        track_list_for_checkpoints(self, self.hidden_layers)
         self.output_layer = JetDense(1, "linear", name="q", dtype=self.dtype_policy)
 
     def build(self, states_shape, actions_shape=None):
@@ -127,6 +138,7 @@ class GaussianPolicy(keras.Model):
             keras.layers.Dense(u, "relu", name=f"mean_hidden_{i}", dtype=self.dtype_policy)
             for i, u in enumerate(hidden)
         ]
+        track_list_for_checkpoints(self, self.hidden_layers)
         final_init = keras.initializers.RandomUniform(-3e-3, 3e-3)
         self.mean_output = keras.layers.Dense(
             self.action_dim,
