@@ -65,7 +65,8 @@ class Summaries:
                 metrics=[hparams_api.Metric(EVAL_RETURN, display_name="evaluation return")],
             )
             hparams_api.hparams(values, trial_id=run_name)
-            tf.summary.experimental.write_raw_pb(custom_scalar_summary.pb(_layout(self.action_dim)), step=0)
+            layout = custom_scalar_summary.pb(_layout(self.action_dim)).SerializeToString()
+            tf.summary.experimental.write_raw_pb(layout, step=0)
         self.writer.flush()
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
