@@ -76,3 +76,21 @@ def ensure_environment() -> None:
         print(f"error: could not install requirements.txt into {VENV}: {error}", file=sys.stderr)
         sys.exit(1)
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and probes its devices with stderr closed, so that its C++ start-up
+    messages (no CUDA driver on a CPU machine, absl's pre-init notice) do not bury ours."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)

@@ -269,12 +269,15 @@ def test_logdir_of_another_run_is_refused_untouched(finished_bandit_run):
     assert tree_snapshot(finished_bandit_run) == before
 
 
-def wait_for_checkpoint(logdir: pathlib.Path, process, timeout=120.0) -> None:
+def wait_for_new_checkpoint(logdir: pathlib.Path, process, timeout=120.0) -> None:
+    """Returns once the process has written a checkpoint newer than those there now (or ended)."""
+    checkpoints = CheckpointDirectory(logdir / "checkpoints")
+    before = checkpoints.latest()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if CheckpointDirectory(logdir / "checkpoints").latest() is not None or process.poll() is not None:
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoints.latest() != before:
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def test_kill_9_at_random_moments_then_resume_completes(tmp_path):
@@ -297,8 +300,8 @@ def test_kill_9_at_random_moments_then_resume_completes(tmp_path):
         process = subprocess.Popen(
             train_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        wait_for_checkpoint(tmp_path, process)
-        time.sleep(rng.uniform(0.0, 1.5))
+        wait_for_new_checkpoint(tmp_path, process)
+        time.sleep(rng.uniform(0.0, 1.0))
         process.kill()
         process.wait()
         for checkpoint in CheckpointDirectory(tmp_path / "checkpoints").all():  # each one left behind loads
@@ -308,12 +311,15 @@ def test_kill_9_at_random_moments_then_resume_completes(tmp_path):
     process = subprocess.Popen(
         train_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    time.sleep(1.0)
-    wait_for_checkpoint(tmp_path, process)
+    wait_for_new_checkpoint(tmp_path, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     if process.returncode != 0:  # 0 only if it finished before the signal arrived
         assert process.returncode == 130, stderr
+        interrupted_at = CheckpointDirectory.read_state(
+            CheckpointDirectory(tmp_path / "checkpoints").latest()
+        )
+        assert f"at step {interrupted_at['step']}; checkpoint saved" in stderr.decode()
     result = run_train(*args)
     assert result.returncode == 0, result.stderr
     latest = CheckpointDirectory(tmp_path / "checkpoints").latest()
