@@ -263,6 +263,19 @@ def test_policy_update_follows_the_quadratic_critic(sign):
         assert np.all(steps > 0)
 
 
+def test_log_variance_can_have_its_own_learning_rate():
+    agent = SmoothieAgent(S, LOW, HIGH, seed=1, actor_lr=1e-2, log_variance_lr=1e-4, **SMALL)
+    agent.critic = QuadraticCritic(np.array([1.2, -0.8]), np.eye(D))
+    phi, kernel = agent.policy.log_variance.numpy(), agent.policy.mean_output.kernel.numpy()
+    agent.policy_update(observations())
+    # Adam's first step is lr·sign(gradient): φ at log_variance_lr, the mean's weights at actor_lr.
+    np.testing.assert_allclose(agent.policy.log_variance.numpy() - phi, -1e-4, rtol=1e-3)
+    assert np.max(np.abs(agent.policy.mean_output.kernel.numpy() - kernel)) == pytest.approx(1e-2, rel=1e-3)
+    assert int(agent.log_variance_optimizer.iterations.numpy()) == 1
+    assert agent.checkpoint_items()["log_variance_optimizer"] is agent.log_variance_optimizer
+    assert "log_variance_optimizer" not in SmoothieAgent(S, LOW, HIGH, seed=1, **SMALL).checkpoint_items()
+
+
 def test_kl_penalty_pulls_the_update_toward_the_target_policy():
     flat = QuadraticCritic(np.zeros(D), np.zeros((D, D)))  # no gradient, no curvature
     s = observations()

@@ -26,6 +26,12 @@ class AgentConfig:
     huber_delta: float = _field(1.0, "δ of the Huber critic loss (Table 1: 1.0)")
     kl_penalty: float = _field(0.0, "λ of the KL penalty to the target policy (Smoothie only; 0 = off)")
     initial_log_variance: float = _field(-1.0, "initial φ, the policy's log-variances (D: −1; Smoothie)")
+    log_variance_lr: float = _field(
+        0.0,
+        "Adam learning rate of φ alone (Smoothie; 0 = φ is trained with μθ at actor_lr, the paper's "
+        "setup). Adam moves φ by about its learning rate per update whatever the Hessian's size, so "
+        "a concave critic drives the variance down at that rate (SPEC.md section 2, the pitfall)",
+    )
     ou_damping: float = _field(0.15, "θ of the Ornstein–Uhlenbeck exploration noise (DDPG only)")
     ou_stddev: float = _field(0.2, "σ of the Ornstein–Uhlenbeck exploration noise (DDPG only)")
     actor_hidden: list[int] = _field([400, 300], "relu layers of the policy mean (D: 400, 300)")
@@ -64,6 +70,7 @@ class AgentConfig:
         need(0 < self.ou_damping <= 1, f"ou_damping must be in (0, 1], got {self.ou_damping}")
         need(self.ou_stddev >= 0, f"ou_stddev must be >= 0, got {self.ou_stddev}")
         need(self.kl_penalty >= 0, f"kl_penalty must be >= 0, got {self.kl_penalty}")
+        need(self.log_variance_lr >= 0, f"log_variance_lr must be >= 0, got {self.log_variance_lr}")
         need(math.isfinite(self.initial_log_variance), "initial_log_variance must be finite")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         need(self.critic_state_embedding >= 1, "critic_state_embedding must be >= 1")

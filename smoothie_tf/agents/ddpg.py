@@ -16,8 +16,8 @@ class DDPGAgent(ActorCriticAgent):
     """DDPG with OU exploration noise (`ou_damping` θ, `ou_stddev` σ).
 
     DDPGAgent(observation_dim, action_low, action_high, *, seed, **hparams), hparams being
-    `AgentConfig`'s fields; `kl_penalty` and `initial_log_variance` are accepted and unused (the
-    policy network's φ exists but is never trained). One train step: critic on (s, ã) with
+    `AgentConfig`'s fields; `kl_penalty`, `initial_log_variance` and `log_variance_lr` are accepted
+    and unused (the policy network's φ exists but is never trained). One train step: critic on (s, ã) with
     y = c·r + γ(1 − terminated)·Q_w̄(s', μθ̄(s')) → actor on −Q_w(s, μθ(s)) → Polyak targets.
     """
 

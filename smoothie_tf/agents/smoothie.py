@@ -3,6 +3,7 @@ a smoothed critic's action-gradient (for μ) and half its action-Hessian (for Σ
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from smoothie_tf import losses
@@ -23,7 +24,19 @@ class SmoothieAgent(ActorCriticAgent):
       3. policy: g, diag H of the just-updated critic at a = μθ(s) by forward jets (eqs. 10–11);
          Adam on −mean[g·μθ(s) + ½ Σ_i H_ii e^φ_i] + λ·KL(π ‖ π_target) (Theorem 1);
       4. Polyak update of critic, mean and φ.
+
+    `log_variance_lr` > 0 trains φ with an Adam of its own at that rate (a remedy for the variance
+    collapse of SPEC.md section 2's pitfall; not in the paper, off by default).
     """
+
+    def __init__(self, observation_dim: int, action_low, action_high, *, seed: int, **hparams):
+        super().__init__(observation_dim, action_low, action_high, seed=seed, **hparams)
+        self.log_variance_optimizer = None
+        if self.config.log_variance_lr > 0:
+            self.log_variance_optimizer = keras.optimizers.Adam(
+                self.config.log_variance_lr, name="log_variance_adam"
+            )
+            self.log_variance_optimizer.build([self.policy.log_variance])
 
     def _check_config(self, config: AgentConfig) -> None:
         if config.critic_activation == "relu":
@@ -35,8 +48,16 @@ class SmoothieAgent(ActorCriticAgent):
 
     @property
     def actor_variables(self) -> list[tf.Variable]:
-        """θ (the mean network) and φ (the log-variances)."""
+        """θ (the mean network), and φ (the log-variances) unless φ has its own optimizer."""
+        if self.config.log_variance_lr > 0:
+            return list(self.policy.mean_variables)
         return [*self.policy.mean_variables, self.policy.log_variance]
+
+    def checkpoint_items(self) -> dict:
+        items = super().checkpoint_items()
+        if self.log_variance_optimizer is not None:
+            items["log_variance_optimizer"] = self.log_variance_optimizer
+        return items
 
     def _sample_action(self, observation: tf.Tensor) -> tf.Tensor:
         """a ~ N(μθ(s), Σφ), clipped to the action bounds: [d]."""
@@ -49,8 +70,8 @@ class SmoothieAgent(ActorCriticAgent):
 
     def policy_update(self, observations: tf.Tensor) -> dict:
         """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy)."""
-        variables = self.actor_variables
         log_variance, target_log_variance = self.policy.log_variance, self.target_policy.log_variance
+        variables = [*self.policy.mean_variables, log_variance]
         with tf.GradientTape() as tape:
             means = self.policy(observations)
             with tape.stop_recording():  # g and H are held fixed: no second-order terms
@@ -62,7 +83,11 @@ class SmoothieAgent(ActorCriticAgent):
             kl = losses.kl_to_target_policy(means, log_variance, target_means, target_log_variance)
             loss = surrogate + self.config.kl_penalty * kl if self.config.kl_penalty > 0 else surrogate
         gradients = tape.gradient(loss, variables)
-        self.actor_optimizer.apply(gradients, variables)
+        if self.log_variance_optimizer is None:
+            self.actor_optimizer.apply(gradients, variables)
+        else:
+            self.actor_optimizer.apply(gradients[:-1], variables[:-1])
+            self.log_variance_optimizer.apply(gradients[-1:], variables[-1:])
         variance = self.policy.variance()
         return {
             "loss/policy": loss,
