@@ -366,9 +366,11 @@ def test_the_seed_fixes_the_networks():
     assert not np.array_equal(weights[0][0], weights[2][0])
 
 
-def test_relu_critic_is_refused_for_smoothie_with_the_reason():
-    with pytest.raises(ValueError, match="relu critic.*action-Hessian is zero"):
+def test_relu_and_linear_critics_are_refused_for_smoothie_with_the_reason():
+    with pytest.raises(ValueError, match="relu critic: its action-Hessian is zero almost everywhere"):
         SmoothieAgent(S, LOW, HIGH, seed=0, critic_activation="relu")
+    with pytest.raises(ValueError, match="linear critic: its action-Hessian is zero everywhere"):
+        SmoothieAgent(S, LOW, HIGH, seed=0, critic_activation="linear")
     DDPGAgent(S, LOW, HIGH, seed=0, critic_activation="relu", **SMALL)  # DDPG needs no Hessian
 
 

@@ -8,8 +8,10 @@ import tensorflow as tf
 
 from smoothie_tf import losses
 from smoothie_tf.agents.base import ActorCriticAgent
-from smoothie_tf.agents.config import AgentConfig
 from smoothie_tf.replay import Batch
+
+# Critic activations whose action-Hessian vanishes, and where.
+ZERO_HESSIAN_ACTIVATIONS = {"relu": "almost everywhere", "linear": "everywhere"}
 
 
 class SmoothieAgent(ActorCriticAgent):
@@ -30,6 +32,13 @@ class SmoothieAgent(ActorCriticAgent):
     """
 
     def __init__(self, observation_dim: int, action_low, action_high, *, seed: int, **hparams):
+        activation = hparams.get("critic_activation")
+        if activation in ZERO_HESSIAN_ACTIVATIONS:
+            raise ValueError(
+                f"Smoothie cannot use a {activation} critic: its action-Hessian is zero "
+                f"{ZERO_HESSIAN_ACTIVATIONS[activation]}, so ½·H gives the covariance no gradient and "
+                "Σ would never learn; use critic_activation='tanh'"
+            )
         super().__init__(observation_dim, action_low, action_high, seed=seed, **hparams)
         self.log_variance_optimizer = None
         if self.config.log_variance_lr > 0:
@@ -38,13 +47,8 @@ class SmoothieAgent(ActorCriticAgent):
             )
             self.log_variance_optimizer.build([self.policy.log_variance])
 
-    def _check_config(self, config: AgentConfig) -> None:
-        if config.critic_activation == "relu":
-            raise ValueError(
-                "Smoothie cannot use a relu critic: its action-Hessian is zero almost everywhere, "
-                "so ½·H gives the covariance no gradient and Σ would never learn; "
-                "use critic_activation='tanh'"
-            )
+    def reset_noise(self) -> None:
+        """Nothing to reset: Smoothie explores with independent draws from its policy."""
 
     @property
     def actor_variables(self) -> list[tf.Variable]:
