@@ -191,7 +191,12 @@ class ActorCriticAgent(abc.ABC):
         """The actions the critic is fitted at: [B, d]."""
 
     def critic_update(self, observations: tf.Tensor, actions: tf.Tensor, targets: tf.Tensor) -> dict:
-        """One Adam step on L_Q = mean Huber_δ(Q̃w(s, a) − y), gradients clipped to global norm."""
+        """One Adam step on L_Q = mean Huber_δ(Q̃w(s, a) − y), gradients clipped to global norm.
+
+        "critic/q_mean" is the mean of Q̃w(s, a) at these actions before the step;
+        "grad_norm/critic" is the global norm before clipping. Adam keeps Keras's defaults
+        (β1 0.9, β2 0.999, ε 1e-7); the paper does not give them.
+        """
         variables = self.critic.trainable_variables
         with tf.GradientTape() as tape:
             q_values = self.critic(observations, actions)

@@ -73,7 +73,14 @@ class SmoothieAgent(ActorCriticAgent):
         return losses.phantom_actions(batch.actions, self.policy.variance(), noise)
 
     def policy_update(self, observations: tf.Tensor) -> dict:
-        """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy)."""
+        """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy).
+
+        Choices SPEC.md leaves open: g and H come from the critic as just updated in this step;
+        only diag H is carried through the jets (Σ is diagonal); the actor's gradients are not
+        clipped (Table 1 clips Q's only); the KL is computed even when λ = 0, for the dashboard
+        (one extra forward pass of the target policy). "loss/policy" is the surrogate's value
+        (+ λ·KL), whose gradient, not value, is meaningful; "policy/q_at_mean" is Q̃w(s, μθ(s)).
+        """
         log_variance, target_log_variance = self.policy.log_variance, self.target_policy.log_variance
         variables = [*self.policy.mean_variables, log_variance]
         with tf.GradientTape() as tape:
