@@ -44,6 +44,9 @@ class HParams:
     critic_state_embedding: int = _field(400, "units of the critic's tanh state embedding (paper: 400)")
     critic_hidden: list[int] = _field([300], "tanh layers of the critic after the action (paper: 300)")
     critic_activation: str = _field("tanh", "the critic's activation: 'tanh' (Smoothie needs a smooth one)")
+    log_variance_lr: float = _field(
+        0.0, "Smoothie: a separate Adam learning rate for φ (0 = φ shares the actor's, as in the paper)"
+    )
     derivative_bellman_k1: float = _field(0.0, "weight of the k = 1 derivative Bellman loss (0 = off)")
     derivative_bellman_k2: float = _field(0.0, "weight of the k = 2 derivative Bellman loss (0 = off)")
     derivative_bellman_diagonal: bool = _field(False, "k = 2 loss on the Hessian's diagonal only")
@@ -171,8 +174,9 @@ def validate(hp: HParams) -> None:
             len(sizes) >= 1 and all(s >= 1 for s in sizes),
             f"{key} must be non-empty positive sizes, got {sizes}",
         )
+    need(hp.log_variance_lr >= 0, f"log_variance_lr must be >= 0, got {hp.log_variance_lr}")
     need(
-        hp.agent != "smoothie" or hp.critic_activation != "relu",
-        "critic_activation 'relu' cannot train Smoothie: a relu critic's action-Hessian is zero, "
-        "so the covariance would never learn",
+        hp.agent != "smoothie" or hp.critic_activation == "tanh",
+        f"critic_activation {hp.critic_activation!r} cannot train Smoothie: its action-Hessian is zero, "
+        "so the covariance would never learn; use 'tanh'",
     )

@@ -42,8 +42,9 @@ AGENT_KEYS = (
     "critic_state_embedding",
     "critic_hidden",
     "batch_size",
+    "critic_activation",
 )
-SMOOTHIE_KEYS = ("kl_penalty", "critic_activation")
+SMOOTHIE_KEYS = ("kl_penalty", "log_variance_lr")
 DDPG_KEYS = ("ou_damping", "ou_stddev")
 
 
