@@ -15,17 +15,24 @@ import tensorflow as tf
 from smoothie_tf.networks import SmoothedCritic
 
 
-def time_call(fn: Callable[[], object], calls: int = 50, repeats: int = 7) -> float:
-    """Median seconds per call of a compiled fn (its result is fetched, so the work is done)."""
-    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, fn())  # compile
-    rounds = []
+def _fetch(result) -> None:
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
+
+
+def time_calls(fns: dict[str, Callable[[], object]], calls: int = 50, repeats: int = 7) -> dict[str, float]:
+    """Median seconds per call of each fn, timed in interleaved rounds so that a slow spell of
+    the machine falls on every fn alike (ratios between them are what the figures compare)."""
+    for fn in fns.values():
+        _fetch(fn())  # compile
+    rounds: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            result = fn()
-        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
-        rounds.append((time.perf_counter() - start) / calls)
-    return float(np.median(rounds))
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                result = fn()
+            _fetch(result)
+            rounds[name].append((time.perf_counter() - start) / calls)
+    return {name: float(np.median(values)) for name, values in rounds.items()}
 
 
 def autodiff_hessian(critic: SmoothedCritic, states: tf.Tensor, actions: tf.Tensor):
@@ -66,15 +73,18 @@ def jets_figures(
             full = compiled(lambda s, a, c=critic: c.value_grad_hess(s, a))
             diagonal = compiled(lambda s, a, c=critic: c.value_grad_hess(s, a, diagonal=True))
             autodiff = compiled(lambda s, a, c=critic: autodiff_hessian(c, s, a))
-            ms = {
-                key: 1e3 * time_call(lambda f=fn, s=states, a=actions: f(s, a), calls, repeats)
-                for key, fn in (
-                    ("forward_ms", forward),
-                    ("jets_full_ms", full),
-                    ("jets_diagonal_ms", diagonal),
-                    ("autodiff_hessian_ms", autodiff),
-                )
+            functions = {
+                "forward_ms": forward,
+                "jets_full_ms": full,
+                "jets_diagonal_ms": diagonal,
+                "autodiff_hessian_ms": autodiff,
             }
+            seconds = time_calls(
+                {key: (lambda f=fn, s=states, a=actions: f(s, a)) for key, fn in functions.items()},
+                calls,
+                repeats,
+            )
+            ms = {key: 1e3 * value for key, value in seconds.items()}
             ms["jets_full_over_forward"] = ms["jets_full_ms"] / ms["forward_ms"]
             ms["jets_diagonal_over_forward"] = ms["jets_diagonal_ms"] / ms["forward_ms"]
             ms["autodiff_over_jets_full"] = ms["autodiff_hessian_ms"] / ms["jets_full_ms"]
@@ -112,10 +122,15 @@ def train_step_figures(
     for name, (observation_dim, action_dim) in dimensions.items():
         data = random_batch(batch, observation_dim, action_dim)
         low, high = -np.ones(action_dim), np.ones(action_dim)
-        seconds = {}
-        for label, cls in (("smoothie", SmoothieAgent), ("ddpg", DDPGAgent)):
-            agent = cls(observation_dim, low, high, seed=0, batch_size=batch)
-            seconds[label] = time_call(lambda a=agent, b=data: a.train_step(b), calls, repeats)
+        agents = {
+            label: cls(observation_dim, low, high, seed=0, batch_size=batch)
+            for label, cls in (("smoothie", SmoothieAgent), ("ddpg", DDPGAgent))
+        }
+        seconds = time_calls(
+            {label: (lambda a=agent, b=data: a.train_step(b)) for label, agent in agents.items()},
+            calls,
+            repeats,
+        )
         figures[name] = {
             "observation_dim": observation_dim,
             "action_dim": action_dim,

@@ -59,6 +59,7 @@ class Jet:
         self.d1 = d1
         self.d2 = d2
         self.diagonal = diagonal
+        self.action_offset: int | None = None  # set by action_jet: G = [0; I] with I from here
 
     @property
     def hess_z(self) -> tf.Tensor | None:
@@ -100,6 +101,8 @@ class Jet:
     def dense(self, kernel: tf.Tensor, bias: tf.Tensor) -> Jet:
         """The linear part z = o K + b of a dense layer, with G_z = G K and H_z = H K."""
         value = tf.matmul(self.value, kernel) + bias
+        if self.action_offset is not None:  # G = [0; I]: G K is the action's rows of K
+            return Jet(value, kernel[self.action_offset :], diagonal=self.diagonal)
         hess = self.hess
         return Jet(
             value,
@@ -170,13 +173,15 @@ def _sum_units(x: tf.Tensor, c: tf.Tensor, *, shared: bool) -> tf.Tensor:
 def action_jet(features: tf.Tensor, actions: tf.Tensor, *, diagonal: bool = False) -> Jet:
     """The jet of the concatenation [e; a]: G = [0; I] (the same for every example), H = 0.
 
-    The state branch e does not depend on the action, so its zero jet is not propagated:
-    only this constant [d, n_e + d] selector enters the next layer's matmul.
+    The state branch e does not depend on the action, so its zero jet is not propagated: the
+    next dense layer's G_z = [0; I] K is the action's rows of its kernel, taken as a slice.
     """
     d = actions.shape[-1]
     n_e = features.shape[-1]
     selector = tf.concat([tf.zeros([d, n_e], actions.dtype), tf.eye(d, dtype=actions.dtype)], axis=1)
-    return Jet(tf.concat([features, actions], axis=-1), selector, diagonal=diagonal)
+    jet = Jet(tf.concat([features, actions], axis=-1), selector, diagonal=diagonal)
+    jet.action_offset = n_e  # lets the next dense layer slice its kernel instead of a matmul
+    return jet
 
 
 class JetDense(keras.layers.Dense):
