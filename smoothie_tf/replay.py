@@ -1,15 +1,19 @@
-"""Experience replay: a ring buffer that stores each observation once.
+"""Experience replay: a ring of transitions over a ring of observations, each stored once.
 
-Transition i keeps its observation s in `states[i]`. Within an episode its next observation s'
-is the following transition's s, `states[i + 1]`, so it is not copied. The last s' of an
-episode, which no transition starts from, goes to a smaller ring `final_states` (10% of the
-capacity by default): about 1.1 observations per transition in all. With episodes shorter
-than ten steps on average, that ring wraps first and the oldest episode ends are dropped
-from sampling (they are never sampled with a wrong s').
+Observations live in their own ring, `observations` [M, S], with M = 1.1·capacity + 1 slots by default.
+Transition t records only the slot of its s, `observation_slot[t]`; its s' is the next slot.
+`add` writes s' to a new slot every step, and s to a new slot only when it differs from the
+previous s' (a new episode's reset observation, say), so within an episode each observation is
+stored once. An episode of L steps takes L + 1 slots: with episodes of 10 steps or more the
+observation ring never limits the buffer. Shorter episodes wear the observation ring out first;
+then the oldest transitions, whose s was overwritten, leave the buffer early. Slots are numbered
+without wrapping (int64), so the transitions that can be drawn are always the newest `len(self)`
+ones, and sampling is exactly uniform over them with no rejection step.
 """
 
 import os
 import pathlib
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -27,124 +31,171 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
-    """Uniform replay of the last `capacity` transitions."""
+    """Uniform replay of the newest (at most `capacity`) transitions.
 
-    ARRAYS = (
-        "states",
-        "actions",
-        "rewards",
-        "terminated",
-        "episode_end",
-        "final_slot",
-        "final_states",
-        "final_owner",
-    )
+    capacity: transitions held; observation_dim: S; action_dim: d; extra_observations: the
+    observation ring's slots beyond `capacity`, as a fraction of it (0.1: 1.1 observations
+    per transition, enough for episodes of 10 steps or more).
+    """
 
-    def __init__(self, capacity: int, observation_dim: int, action_dim: int, final_fraction: float = 0.1):
-        if capacity < 2:
-            raise ValueError(f"replay capacity must be >= 2, got {capacity}")
+    # The arrays that make up the buffer's state, as `save` writes them.
+    ARRAYS = ("observations", "actions", "rewards", "terminated", "observation_slot", "counters")
+
+    def __init__(self, capacity: int, observation_dim: int, action_dim: int, extra_observations: float = 0.1):
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be >= 1, got {capacity}")
+        if extra_observations < 0:
+            raise ValueError(f"extra_observations must be >= 0, got {extra_observations}")
         self.capacity = int(capacity)
         self.observation_dim = int(observation_dim)
         self.action_dim = int(action_dim)
-        finals = max(1, int(np.ceil(final_fraction * self.capacity)))
-        self.states = np.zeros((self.capacity, observation_dim), np.float32)
-        self.actions = np.zeros((self.capacity, action_dim), np.float32)
-        self.rewards = np.zeros(self.capacity, np.float32)
-        self.terminated = np.zeros(self.capacity, np.float32)
-        self.episode_end = np.zeros(self.capacity, np.bool_)
-        self.final_slot = np.zeros(self.capacity, np.int32)  # where an episode end's s' is
-        self.final_states = np.zeros((finals, observation_dim), np.float32)
-        self.final_owner = np.full(finals, -1, np.int64)  # transition number whose s' a final slot holds
-        # transitions added, episode ends added, 1 if the next add starts an episode
-        self.counters = np.array([0, 0, 1], np.int64)
+        # C transitions in episodes of >= 1/extra_observations steps span at most this many slots.
+        slots = self.capacity + int(np.ceil(extra_observations * self.capacity)) + 1
+        self.observations = np.zeros((slots, self.observation_dim), np.float32)  # [M, S]
+        self.actions = np.zeros((self.capacity, self.action_dim), np.float32)  # [C, d]
+        self.rewards = np.zeros(self.capacity, np.float32)  # [C]
+        self.terminated = np.zeros(self.capacity, np.bool_)  # [C]
+        self.observation_slot = np.zeros(self.capacity, np.int64)  # [C], unwrapped slot number of s
+        # transitions added, observation slots written, number of the oldest transition in the buffer
+        self.counters = np.zeros(3, np.int64)
 
     @property
     def added(self) -> int:
+        """Transitions added since the buffer was created (including those since dropped)."""
         return int(self.counters[0])
 
     def __len__(self) -> int:
-        return min(self.added, self.capacity)
+        """Transitions that `sample` can return."""
+        return int(self.counters[0] - self.counters[2])
 
-    def add(self, observation, action, reward, next_observation, terminated: bool, truncated: bool) -> None:
-        """Stores one transition. Within an episode, `observation` must be the previous call's
-        `next_observation` (it is not stored again)."""
-        transition = self.added
-        i = transition % self.capacity
-        if self.counters[2]:
-            self.states[i] = observation
+    def _write_observation(self, observation) -> int:
+        """Stores one observation in the next slot; returns its unwrapped slot number."""
+        slot = int(self.counters[1])
+        self.observations[slot % len(self.observations)] = observation
+        self.counters[1] += 1
+        return slot
+
+    def add(
+        self,
+        observation: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_observation: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        """Stores one transition (s: [S], ã: [d], r, s': [S]); call it once per environment step.
+
+        `terminated` is stored (no bootstrap past it). `truncated` needs nothing stored: a
+        time-limit end still bootstraps from s', and s' is kept whatever the flags.
+        """
+        observation = self._checked(observation, (self.observation_dim,), "observation")
+        next_observation = self._checked(next_observation, (self.observation_dim,), "next_observation")
+        action = self._checked(action, (self.action_dim,), "action")
+        written = int(self.counters[1])
+        previous = self.observations[(written - 1) % len(self.observations)]
+        if written > 0 and np.array_equal(observation, previous):
+            slot = written - 1  # s is the previous step's s', already stored
+        else:
+            slot = self._write_observation(observation)
+        self._write_observation(next_observation)
+        i = self.added % self.capacity
         self.actions[i] = action
         self.rewards[i] = reward
-        self.terminated[i] = float(terminated)
-        ended = bool(terminated or truncated)
-        self.episode_end[i] = ended
-        if ended:
-            k = int(self.counters[1] % len(self.final_states))
-            self.final_states[k] = next_observation
-            self.final_owner[k] = transition
-            self.final_slot[i] = k
-            self.counters[1] += 1
-        else:
-            self.states[(i + 1) % self.capacity] = next_observation
+        self.terminated[i] = bool(terminated)
+        self.observation_slot[i] = slot
         self.counters[0] += 1
-        self.counters[2] = int(ended)
+        self._drop_overwritten()
 
-    def _stale(self, indices: np.ndarray) -> np.ndarray:
-        """Which drawn transitions have lost s or s' to newer ones."""
-        added = self.added
-        newest = (added - 1) % self.capacity
-        numbers = added - 1 - (newest - indices) % self.capacity  # transition number of each index
-        stale = self.episode_end[indices] & (self.final_owner[self.final_slot[indices]] != numbers)
-        if added > self.capacity:  # the oldest transition's s may hold the newest's s'
-            stale |= numbers == added - self.capacity
-        return stale
+    @staticmethod
+    def _checked(array, shape: tuple[int, ...], name: str) -> np.ndarray:
+        """`array` as float32 of `shape`, checked before anything is stored."""
+        array = np.asarray(array, np.float32)
+        if array.shape != shape:
+            raise ValueError(f"replay buffer: {name} has shape {array.shape}, expected {shape}")
+        return array
+
+    def _drop_overwritten(self) -> None:
+        """Moves the oldest transition forward past those evicted from either ring."""
+        added, written = int(self.counters[0]), int(self.counters[1])
+        first_live_slot = written - len(self.observations)
+        oldest = max(int(self.counters[2]), added - self.capacity)
+        # Slots grow with the transition number, so the evicted transitions are the oldest ones.
+        while oldest < added and self.observation_slot[oldest % self.capacity] < first_live_slot:
+            oldest += 1
+        self.counters[2] = oldest
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """`batch_size` transitions drawn uniformly (with replacement) from the stored ones."""
+        """`batch_size` transitions drawn uniformly, with replacement, from the `len(self)` newest.
+
+        Returns float32 arrays: observations [B, S], actions [B, d], rewards [B],
+        next_observations [B, S], terminated [B] (1.0 or 0.0).
+        """
         size = len(self)
         if size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        indices = rng.integers(0, size, size=batch_size)
-        stale = self._stale(indices)
-        while stale.any():
-            indices[stale] = rng.integers(0, size, size=int(stale.sum()))
-            stale = self._stale(indices)
-        ends = self.episode_end[indices]
-        next_observations = self.states[(indices + 1) % self.capacity]
-        next_observations[ends] = self.final_states[self.final_slot[indices[ends]]]
+        transitions = int(self.counters[2]) + rng.integers(0, size, size=batch_size)
+        i = transitions % self.capacity
+        slots = self.observation_slot[i]
+        rows = len(self.observations)
         return Batch(
-            observations=self.states[indices],
-            actions=self.actions[indices],
-            rewards=self.rewards[indices],
-            next_observations=next_observations,
-            terminated=self.terminated[indices],
+            observations=self.observations[slots % rows],
+            actions=self.actions[i],
+            rewards=self.rewards[i],
+            next_observations=self.observations[(slots + 1) % rows],
+            terminated=self.terminated[i].astype(np.float32),
         )
 
     def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in (*self.ARRAYS, "counters"))
+        """Bytes held by the buffer's arrays."""
+        return sum(getattr(self, name).nbytes for name in self.ARRAYS)
+
+    def _shape(self) -> tuple[int, int, int, int]:
+        return (self.capacity, self.observation_dim, self.action_dim, len(self.observations))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the buffer to an .npz (no pickle), atomically."""
+        """Writes the whole state to an .npz (no pickle) atomically: a temporary file in the same
+        directory, flushed to disk, then renamed over `path`."""
         path = pathlib.Path(path)
-        temporary = path.with_name(path.name + ".tmp.npz")
-        shape = np.array(
-            [self.capacity, self.observation_dim, self.action_dim, len(self.final_states)], np.int64
-        )
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
-        with open(temporary, "wb") as f:
-            np.savez(f, shape=shape, counters=self.counters, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as f:
+                np.savez(f, shape=np.array(self._shape(), np.int64), **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        directory = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def load(self, path: str | os.PathLike) -> None:
-        """Restores contents, cursor and size from `save`; the shapes must match this buffer."""
-        with np.load(path, allow_pickle=False) as data:
-            shape = tuple(int(x) for x in data["shape"])
-            expected = (self.capacity, self.observation_dim, self.action_dim, len(self.final_states))
-            if shape != expected:
+        """Restores contents, cursors and size written by `save`; the shapes must match this
+        buffer's. On any error the buffer is left unchanged."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                shape = tuple(int(x) for x in data["shape"])
+                arrays = {name: data[name] for name in self.ARRAYS}
+        except (OSError, KeyError, EOFError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"cannot read replay buffer {path}: {error}") from error
+        if shape != self._shape():
+            raise ValueError(
+                f"replay buffer {path} has (capacity, observation_dim, action_dim, slots) "
+                f"{shape}, not {self._shape()}"
+            )
+        for name, array in arrays.items():
+            target = getattr(self, name)
+            if array.shape != target.shape or array.dtype != target.dtype:
                 raise ValueError(
-                    f"replay buffer {path} has (capacity, obs, action, finals) {shape}, not {expected}"
+                    f"replay buffer {path}: {name} is {array.dtype}{list(array.shape)}, "
+                    f"not {target.dtype}{list(target.shape)}"
                 )
-            for name in self.ARRAYS:
-                getattr(self, name)[...] = data[name]
-            self.counters[...] = data["counters"]
+        added, written, oldest = (int(x) for x in arrays["counters"])
+        if not (0 <= added - oldest <= self.capacity and written >= 0):
+            raise ValueError(f"replay buffer {path} has inconsistent counters {[added, written, oldest]}")
+        for name, array in arrays.items():
+            getattr(self, name)[...] = array
