@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -329,3 +330,19 @@ def test_kill_9_at_random_moments_then_resume_completes(tmp_path):
     )
     for checkpoint in CheckpointDirectory(tmp_path / "checkpoints").all():  # every one restores fully
         training.Trainer("SmoothieBandit-v0", small, 0, tmp_path / "probe").restore(checkpoint)
+
+
+def test_checkpoint_from_another_env_is_refused_by_the_command_line(tmp_path, finished_bandit_run):
+    hopper = hparams_lib.load(ROOT / "hparams" / "smoothie.json")
+    logdir = tmp_path / "run"
+    logdir.mkdir()
+    (logdir / "hparams.json").write_text(json.dumps(training.resolved_config(hopper, "Hopper-v4", 0)))
+    shutil.copytree(finished_bandit_run / "checkpoints", logdir / "checkpoints")
+    before = tree_snapshot(logdir)
+    result = run_train(
+        "--env=Hopper-v4", f"--hparams={ROOT / 'hparams' / 'smoothie.json'}", f"--logdir={logdir}"
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "from env SmoothieBandit-v0" in lines[0], result.stderr
+    assert tree_snapshot(logdir) == before
