@@ -161,7 +161,7 @@ class ReplayBuffer:
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
         try:
             with open(temporary, "wb") as f:
-                np.savez(f, shape=np.array(self._shape(), np.int64), **arrays)
+                np.savez(f, allow_pickle=False, shape=np.array(self._shape(), np.int64), **arrays)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, path)

@@ -232,3 +232,10 @@ def test_random_episodes_keep_the_longest_newest_run_that_fits(seed):
 
     assert slots_spanned(transitions[-size:]) <= len(buffer.observations)
     assert size == capacity or slots_spanned(transitions[-size - 1 :]) > len(buffer.observations)
+
+
+def test_the_saved_file_holds_exactly_the_buffer_arrays(tmp_path):
+    ReplayBuffer(capacity=4, observation_dim=2, action_dim=1).save(tmp_path / "replay.npz")
+    with np.load(tmp_path / "replay.npz", allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(["shape", *ReplayBuffer.ARRAYS])
+        assert data["shape"].tolist() == [4, 2, 1, 6]
