@@ -213,7 +213,10 @@ class Trainer:
             self.checkpoints.restore_model(path, self.agent.checkpoint_items())
         except (ValueError, tf.errors.OpError) as error:
             raise CheckpointError(f"checkpoint {path} does not fit this agent: {error}") from error
-        self.replay.load(path / "replay.npz")
+        try:
+            self.replay.load(path / "replay.npz")
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {path} has an unusable replay buffer: {error}") from error
         self.step = state["step"]
         self.episode = state["episode"]
         self.evaluations = state["evaluations"]

@@ -346,3 +346,12 @@ def test_checkpoint_from_another_env_is_refused_by_the_command_line(tmp_path, fi
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "from env SmoothieBandit-v0" in lines[0], result.stderr
     assert tree_snapshot(logdir) == before
+
+
+def test_damaged_replay_in_a_checkpoint_is_a_checkpoint_error(tmp_path):
+    training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "run").run()
+    latest = CheckpointDirectory(tmp_path / "run" / "checkpoints").latest()
+    (latest / "replay.npz").write_bytes(b"not an npz file")
+    fresh = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "other")
+    with pytest.raises(CheckpointError, match="unusable replay buffer"):
+        fresh.restore(latest)
