@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf.agents import DDPGAgent, SmoothieAgent
+from smoothie_tf.agents.config import AGENT_KEYS
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import make_env
 from smoothie_tf.replay import ReplayBuffer
@@ -29,23 +30,6 @@ from smoothie_tf.summaries import EVAL_RETURN, Summaries
 
 SUMMARY_INTERVAL = 1000  # env steps between train-step summaries
 AGENTS = {"smoothie": SmoothieAgent, "ddpg": DDPGAgent}
-AGENT_KEYS = (
-    "actor_lr",
-    "critic_lr",
-    "reward_scale",
-    "discount",
-    "target_lag",
-    "grad_clip",
-    "huber_delta",
-    "initial_log_variance",
-    "actor_hidden",
-    "critic_state_embedding",
-    "critic_hidden",
-    "batch_size",
-    "critic_activation",
-)
-SMOOTHIE_KEYS = ("kl_penalty", "log_variance_lr")
-DDPG_KEYS = ("ou_damping", "ou_stddev")
 
 
 class RunConfigError(ValueError):
@@ -71,8 +55,7 @@ def eval_seed(run_seed: int, evaluation: int, episode: int) -> int:
 
 
 def make_agent(hp: hparams_lib.HParams, observation_dim: int, action_space, seed: int):
-    keys = AGENT_KEYS + (SMOOTHIE_KEYS if hp.agent == "smoothie" else DDPG_KEYS)
-    kwargs = {key: getattr(hp, key) for key in keys}
+    kwargs = {key: getattr(hp, key) for key in AGENT_KEYS}
     return AGENTS[hp.agent](observation_dim, action_space.low, action_space.high, seed=seed, **kwargs)
 
 
