@@ -352,13 +352,16 @@ class Trainer:
         self.export_policy(self.logdir / "policy")
 
     def export_policy(self, directory: pathlib.Path) -> None:
-        """The mean action as a SavedModel: `tf.saved_model.load(dir).mean_action(observations)`."""
+        """The mean action as a SavedModel, runnable with TensorFlow alone:
+        `m = tf.saved_model.load(dir)`; `m.mean_action(observations [N, S]) -> [N, d]`;
+        `m.env_id` and `m.step` say which environment and training step it is from."""
+        from smoothie_tf.evaluation import mean_action_function
+
         module = tf.Module()
         module.policy = self.agent.policy
-        module.mean_action = tf.function(
-            lambda observations: self.agent.policy(observations),
-            input_signature=[tf.TensorSpec([None, self.observation_dim], tf.float32)],
-        )
+        module.env_id = tf.Variable(self.env_id, trainable=False, name="env_id")
+        module.step = tf.Variable(self.step, dtype=tf.int64, trainable=False, name="step")
+        module.mean_action = mean_action_function(self.agent.policy, self.observation_dim)
         temporary = directory.with_name(directory.name + ".tmp")
         tf.saved_model.save(module, str(temporary))
         if directory.exists():

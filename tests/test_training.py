@@ -13,34 +13,12 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from small_runs import ROOT, bandit_hparams, hopper_hparams
 from tensorboard.backend.event_processing import event_accumulator
 
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf import training
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SMALL_NETWORKS = {"actor_hidden": [32, 32], "critic_state_embedding": 16, "critic_hidden": [32]}
-
-
-BANDIT_BUDGET = {"batch_size": 16, "replay_capacity": 1000, "total_steps": 200, "eval_interval": 50}
-BANDIT_BUDGET |= {"eval_episodes": 2, "checkpoint_interval": 50}
-HOPPER_BUDGET = {"batch_size": 32, "replay_capacity": 5000, "total_steps": 400, "warmup_steps": 150}
-HOPPER_BUDGET |= {"eval_interval": 200, "eval_episodes": 1, "checkpoint_interval": 200}
-
-
-def small_hparams(file: str, budget: dict, **overrides) -> hparams_lib.HParams:
-    """A shipped hparams file with small networks and a short budget."""
-    hp = hparams_lib.load(ROOT / "hparams" / f"{file}.json")
-    return dataclasses.replace(hp, **{**SMALL_NETWORKS, **budget, **overrides})
-
-
-def bandit_hparams(agent: str = "smoothie", **overrides) -> hparams_lib.HParams:
-    return small_hparams(f"bandit_{agent}", BANDIT_BUDGET, **overrides)
-
-
-def hopper_hparams(file: str = "smoothie", **overrides) -> hparams_lib.HParams:
-    return small_hparams(file, HOPPER_BUDGET, **overrides)
 
 
 def agent_weights(trainer: training.Trainer) -> list[np.ndarray]:

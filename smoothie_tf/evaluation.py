@@ -1,0 +1,172 @@
+"""Evaluation of a trained policy: from a run's checkpoint, or from its exported SavedModel.
+
+Both paths act through the same graph, `mean_action_function(policy)`, so a deterministic
+evaluation of an exported policy and of the checkpoint it came from give the same returns on
+the same seed. Episode `i` of an evaluation with seed `n` resets the environment with
+`episode_seed(n, i)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from smoothie_tf import hparams as hparams_lib
+from smoothie_tf import video
+from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
+from smoothie_tf.envs import make_env
+
+
+class EvaluationError(ValueError):
+    """The run, checkpoint or SavedModel cannot be evaluated as asked (bad input)."""
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of evaluation episode `episode` under evaluation seed `seed`."""
+    return int(np.random.SeedSequence([seed, 3, episode]).generate_state(1)[0])
+
+
+def mean_action_function(policy, observation_dim: int) -> tf.types.experimental.GenericFunction:
+    """observations [N, S] float32 -> mean actions [N, d]: the graph a SavedModel exports."""
+    return tf.function(
+        lambda observations: policy(observations),
+        input_signature=[tf.TensorSpec([None, observation_dim], tf.float32, name="observations")],
+    )
+
+
+@dataclasses.dataclass
+class EpisodeResults:
+    returns: list[float]
+    lengths: list[int]
+    videos: list[str]
+
+    def summary(self) -> dict:
+        return {
+            "episodes": len(self.returns),
+            "mean_return": float(np.mean(self.returns)),
+            "std_return": float(np.std(self.returns)),
+            "min_return": float(np.min(self.returns)),
+            "max_return": float(np.max(self.returns)),
+            "mean_length": float(np.mean(self.lengths)),
+            "returns": list(self.returns),
+            "lengths": self.lengths,
+            "videos": self.videos,
+        }
+
+
+def run_episodes(
+    env_id: str,
+    act: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int,
+    video_dir: str | pathlib.Path | None = None,
+    on_episode: Callable[[int, float, int], None] | None = None,
+) -> EpisodeResults:
+    """`episodes` episodes of `act` (observation [S] -> action [d]); with `video_dir`, one MP4
+    per episode (`episode_000.mp4`, ...), rendered offscreen by `smoothie_tf.video`."""
+    if episodes < 1:
+        raise EvaluationError(f"episodes must be >= 1, got {episodes}")
+    env = make_env(env_id)
+    results = EpisodeResults([], [], [])
+    recorded = []
+    try:
+        for i in range(episodes):
+            seed_i = episode_seed(seed, i)
+            observation, _ = env.reset(seed=seed_i)
+            total, actions, done = 0.0, [], False
+            while not done:
+                action = act(observation)
+                observation, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                actions.append([float(x) for x in np.asarray(action).reshape(-1)])
+                done = terminated or truncated
+            results.returns.append(total)
+            results.lengths.append(len(actions))
+            if video_dir is not None:
+                path = pathlib.Path(video_dir) / f"episode_{i:03d}.mp4"
+                recorded.append({"seed": seed_i, "actions": actions, "path": str(path)})
+                results.videos.append(str(path))
+            if on_episode is not None:
+                on_episode(i, total, len(actions))
+    finally:
+        env.close()
+    if recorded:
+        video.render_episodes(env_id, recorded)
+    return results
+
+
+# --- from a run directory ------------------------------------------------------------------
+
+
+def read_run(logdir: str | pathlib.Path) -> tuple[str, hparams_lib.HParams, int]:
+    """(env id, hparams, seed) of the run in `logdir`, from its hparams.json."""
+    path = pathlib.Path(logdir) / "hparams.json"
+    if not path.is_file():
+        raise EvaluationError(f"{logdir} is not a run directory: it has no hparams.json")
+    try:
+        record = json.loads(path.read_text())
+        return record["env"], hparams_lib.from_dict(record["hparams"]), int(record["seed"])
+    except (json.JSONDecodeError, KeyError, TypeError, hparams_lib.HParamsError) as error:
+        raise EvaluationError(f"{path} cannot be read: {error}") from error
+
+
+def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None = None):
+    """(agent, env id, step, checkpoint path): the run's agent restored from `checkpoint`, or
+    from the latest checkpoint of `logdir`."""
+    from smoothie_tf import training
+
+    env_id, hp, seed = read_run(logdir)
+    checkpoints = CheckpointDirectory(pathlib.Path(logdir) / "checkpoints")
+    path = pathlib.Path(checkpoint) if checkpoint is not None else checkpoints.latest()
+    if path is None:
+        raise EvaluationError(f"{logdir} has no checkpoint yet")
+    if not path.is_dir():
+        raise EvaluationError(f"checkpoint {path} does not exist")
+    state = checkpoints.read_state(path)
+    env = make_env(env_id)
+    try:
+        observation_dim = int(np.prod(env.observation_space.shape))
+        agent = training.make_agent(hp, observation_dim, env.action_space, seed)
+    finally:
+        env.close()
+    try:
+        checkpoints.restore_model(path, agent.checkpoint_items())
+    except (ValueError, tf.errors.OpError) as error:
+        raise CheckpointError(f"checkpoint {path} does not fit the run's agent: {error}") from error
+    return agent, env_id, int(state["step"]), path
+
+
+def checkpoint_actor(agent, stochastic: bool, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The agent's action for one observation: the mean (as exported), or its exploration
+    behaviour with its acting noise reseeded from `seed`."""
+    if stochastic:
+        agent.acting_generator.reset_from_seed(int(np.random.SeedSequence([seed, 4]).generate_state(1)[0]))
+        agent.reset_noise()
+        return lambda observation: agent.act(observation, deterministic=False)
+    mean_action = mean_action_function(agent.policy, agent.observation_dim)
+    return lambda observation: mean_action(np.asarray(observation, np.float32)[None])[0].numpy()
+
+
+def saved_model_actor(
+    directory: str | pathlib.Path,
+) -> tuple[Callable[[np.ndarray], np.ndarray], str | None, int | None]:
+    """(act, env id, training step) of an exported policy, run with TensorFlow alone; the env
+    id and step are None for a SavedModel that does not record them."""
+    try:
+        module = tf.saved_model.load(str(directory))
+        module.mean_action  # noqa: B018  (fails here if it is not an exported policy)
+    except (OSError, ValueError, AttributeError, tf.errors.OpError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EvaluationError(f"{directory} is not an exported policy: {reason}") from error
+    env_id = module.env_id.numpy().decode() if hasattr(module, "env_id") else None
+    step = int(module.step.numpy()) if hasattr(module, "step") else None
+
+    def act(observation: np.ndarray, module=module) -> np.ndarray:  # keeps the variables alive
+        return module.mean_action(np.asarray(observation, np.float32)[None])[0].numpy()
+
+    return act, env_id, step

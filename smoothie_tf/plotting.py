@@ -1,0 +1,159 @@
+"""Learning curves from runs' TensorBoard event files: evaluation return against environment
+steps, grouped by configuration (env and hparams, every seed of one configuration together),
+with the mean across seeds and its spread (min to max)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from smoothie_tf.summaries import EVAL_RETURN
+
+
+class PlotError(ValueError):
+    """No runs, or no evaluation data, where the caller pointed (bad input)."""
+
+
+@dataclasses.dataclass
+class Run:
+    logdir: pathlib.Path
+    env: str
+    seed: int
+    hparams: dict
+    steps: np.ndarray  # [n] environment steps of the evaluations
+    returns: np.ndarray  # [n] mean evaluation return at those steps
+
+
+@dataclasses.dataclass
+class Group:
+    """The runs of one configuration (same env and hparams), seeds apart."""
+
+    label: str
+    env: str
+    runs: list[Run]
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(steps, mean, min, max) over the steps every seed has reached."""
+        common = self.runs[0].steps
+        for run in self.runs[1:]:
+            common = np.intersect1d(common, run.steps)
+        values = np.stack([run.returns[np.searchsorted(run.steps, common)] for run in self.runs])
+        return common, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+
+    def final(self) -> dict:
+        """The last evaluation every seed has: step, mean and std across seeds, per-seed values."""
+        steps, _, _, _ = self.curve()
+        if len(steps) == 0:
+            return {"step": None, "mean": None, "std": None, "seeds": len(self.runs), "per_seed": []}
+        last = steps[-1]
+        values = [float(run.returns[np.searchsorted(run.steps, last)]) for run in self.runs]
+        return {
+            "step": int(last),
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values)),
+            "seeds": len(self.runs),
+            "per_seed": values,
+        }
+
+
+def find_runs(directories: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
+    """Every run directory (one holding hparams.json) at or below the given directories."""
+    found: list[pathlib.Path] = []
+    for directory in directories:
+        directory = pathlib.Path(directory)
+        if not directory.is_dir():
+            raise PlotError(f"{directory} is not a directory")
+        runs = sorted(path.parent for path in directory.rglob("hparams.json"))
+        if not runs:
+            raise PlotError(f"no runs (directories with hparams.json) under {directory}")
+        found.extend(run for run in runs if run not in found)
+    return found
+
+
+def eval_returns(logdir: str | pathlib.Path, tag: str = EVAL_RETURN) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of a scalar tag in a run's event files, sorted by step; the latest write
+    wins where a resumed run wrote a step twice."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(
+        str(logdir), size_guidance={event_accumulator.TENSORS: 0, event_accumulator.SCALARS: 0}
+    )
+    accumulator.Reload()
+    by_step: dict[int, float] = {}
+    tags = accumulator.Tags()
+    if tag in tags.get("tensors", []):
+        from tensorboard.util import tensor_util
+
+        for event in accumulator.Tensors(tag):
+            by_step[int(event.step)] = float(tensor_util.make_ndarray(event.tensor_proto))
+    elif tag in tags.get("scalars", []):
+        for event in accumulator.Scalars(tag):
+            by_step[int(event.step)] = float(event.value)
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
+
+
+def load_run(logdir: pathlib.Path) -> Run:
+    record = json.loads((logdir / "hparams.json").read_text())
+    steps, returns = eval_returns(logdir)
+    return Run(logdir, record["env"], int(record["seed"]), record["hparams"], steps, returns)
+
+
+def _label(runs: Sequence[Run]) -> str:
+    """The name the runs' directories share above their seed directories, e.g. "smoothie"."""
+    names = {(run.logdir.parent if run.logdir.name.startswith("seed") else run.logdir).name for run in runs}
+    return names.pop() if len(names) == 1 else " / ".join(sorted(names))
+
+
+def group_runs(runs: Sequence[Run]) -> list[Group]:
+    """Runs with the same env and hparams form a group; labels come from their directories,
+    made unique with the hparams that tell groups of the same name apart."""
+    keyed: dict[str, list[Run]] = {}
+    for run in runs:
+        keyed.setdefault(json.dumps([run.env, run.hparams], sort_keys=True), []).append(run)
+    groups = [
+        Group(_label(members), members[0].env, sorted(members, key=lambda run: run.seed))
+        for members in keyed.values()
+    ]
+    base = {id(group): group.label for group in groups}
+    for group in groups:
+        own = group.runs[0].hparams
+        others = [g.runs[0].hparams for g in groups if g is not group and base[id(g)] == base[id(group)]]
+        differing = [key for key in own if any(other.get(key) != own[key] for other in others)]
+        if differing:
+            group.label += " (" + ", ".join(f"{key}={own[key]}" for key in differing) + ")"
+    return sorted(groups, key=lambda g: (g.env, g.label))
+
+
+def plot(groups: Sequence[Group], out: str | pathlib.Path, title: str | None = None) -> None:
+    """One panel per environment: each group's mean curve and its min-max band across seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({group.env for group in groups})
+    figure, axes = plt.subplots(1, len(envs), figsize=(6.5 * len(envs), 4.5), squeeze=False)
+    for axis, env in zip(axes[0], envs, strict=True):
+        for group in (g for g in groups if g.env == env):
+            steps, mean, low, high = group.curve()
+            if len(steps) == 0:
+                continue
+            (line,) = axis.plot(steps, mean, label=f"{group.label} ({len(group.runs)} seeds)")
+            axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        axis.set_title(title or env)
+        axis.set_xlabel("environment steps")
+        axis.set_ylabel("evaluation return (mean action)")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.stem + ".tmp" + out.suffix)
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    temporary.replace(out)

@@ -1,0 +1,93 @@
+"""MP4 videos of evaluation episodes, rendered in a child process that never imports TensorFlow.
+
+MuJoCo's EGL renderer crashes (SIGSEGV) in a process that has loaded TensorFlow: both carry
+LLVM, and Mesa's software rasteriser picks up the wrong one. So an episode is recorded as its
+reset seed and its actions, and `python -m smoothie_tf.video` replays it in a fresh process
+(MuJoCo is deterministic: the same seed and actions give the same states) and writes the MP4.
+
+Offscreen rendering needs an OpenGL backend: MUJOCO_GL=egl (Mesa's libEGL, Debian package
+libegl1 with libgl1-mesa-dri) is used unless MUJOCO_GL is already set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_FPS = 125  # Hopper-v4 and its siblings advance 0.008 s of simulated time per step
+
+
+class VideoError(RuntimeError):
+    """The renderer failed; the message carries its last line of output."""
+
+
+def render_episodes(
+    env_id: str, episodes: Sequence[dict], fps: int = DEFAULT_FPS, timeout: float = 600
+) -> None:
+    """Renders each {"seed", "actions", "path"} in one child process; raises VideoError."""
+    request = {"env_id": env_id, "fps": fps, "episodes": list(episodes)}
+    environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "smoothie_tf.video"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        cwd=str(pathlib.Path(__file__).resolve().parent.parent),
+    )
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit code {result.returncode}"
+        if result.returncode < 0:
+            reason = f"killed by signal {-result.returncode} ({reason})"
+        raise VideoError(f"rendering with MUJOCO_GL={environment['MUJOCO_GL']} failed: {reason}")
+
+
+def _render(env_id: str, seed: int, actions: list, path: pathlib.Path, fps: int) -> int:
+    """Replays one episode, writes its MP4 atomically; returns the number of frames."""
+    import imageio.v2 as imageio
+
+    from smoothie_tf.envs import make_env
+
+    env = make_env(env_id, render_mode="rgb_array")
+    try:
+        env.reset(seed=seed)
+        frames = [env.render()]
+        for action in actions:
+            env.step(np.asarray(action, dtype=env.action_space.dtype))
+            frames.append(env.render())
+    finally:
+        env.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.stem + ".tmp.mp4")
+    # macro_block_size 1: frames of any size are written as they are, not resized.
+    imageio.mimwrite(temporary, frames, fps=fps, macro_block_size=1, ffmpeg_log_level="error")
+    os.replace(temporary, path)
+    return len(frames)
+
+
+def main() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
+    request = json.load(sys.stdin)
+    for episode in request["episodes"]:
+        _render(
+            request["env_id"],
+            int(episode["seed"]),
+            episode["actions"],
+            pathlib.Path(episode["path"]),
+            int(request["fps"]),
+        )
+
+
+if __name__ == "__main__":
+    main()

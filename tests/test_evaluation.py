@@ -1,0 +1,152 @@
+"""bin/eval and smoothie_tf.evaluation: the JSON contract, SavedModel against checkpoint, videos,
+bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from small_runs import ROOT, hopper_hparams
+
+from smoothie_tf import evaluation, training
+from smoothie_tf.checkpoints import CheckpointDirectory
+
+EVAL = [sys.executable, str(ROOT / "bin" / "eval")]
+
+
+@pytest.fixture(scope="module")
+def hopper_run(tmp_path_factory) -> pathlib.Path:
+    """A finished 400-step Hopper-v4 run with small networks: checkpoints and exported policy."""
+    logdir = tmp_path_factory.mktemp("run") / "hopper"
+    training.Trainer("Hopper-v4", hopper_hparams(), 5, logdir).run()
+    return logdir
+
+
+def run_eval(*args: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([*EVAL, *args], capture_output=True, text=True, env=environment, timeout=300)
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_eval_prints_a_summary_and_ends_with_the_json_contract(hopper_run):
+    result = run_eval(f"--logdir={hopper_run}", "--episodes=3", "--seed=4")
+    assert result.returncode == 0, result.stderr
+    record = last_json(result.stdout)
+    assert {"step", "episodes", "mean_return", "std_return"} <= set(record)
+    assert record["step"] == 400 and record["episodes"] == 3 and record["deterministic"] is True
+    assert record["mean_return"] == pytest.approx(np.mean(record["returns"]))
+    assert record["std_return"] == pytest.approx(np.std(record["returns"]))
+    assert "episode 3/3" in result.stdout and "mean return" in result.stdout
+
+
+def test_saved_model_evaluates_like_its_checkpoint_on_the_same_seed(hopper_run):
+    agent, env_id, step, _ = evaluation.load_agent(hopper_run)
+    from_checkpoint = evaluation.run_episodes(env_id, evaluation.checkpoint_actor(agent, False, 0), 3, seed=9)
+    act, saved_env, saved_step = evaluation.saved_model_actor(hopper_run / "policy")
+    from_saved_model = evaluation.run_episodes(saved_env, act, 3, seed=9)
+    assert (saved_env, saved_step) == (env_id, step) == ("Hopper-v4", 400)
+    assert from_saved_model.returns == from_checkpoint.returns
+    assert from_saved_model.lengths == from_checkpoint.lengths
+    other_seed = evaluation.run_episodes(saved_env, act, 3, seed=10)
+    assert other_seed.returns != from_saved_model.returns  # the seed reaches the resets
+
+
+def test_saved_model_runs_with_tensorflow_alone(hopper_run):
+    """The exported policy loads in a process that never imports smoothie_tf."""
+    code = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        f"m = tf.saved_model.load({str(hopper_run / 'policy')!r})\n"
+        "a = m.mean_action(np.zeros([2, 11], np.float32)).numpy()\n"
+        "assert 'smoothie_tf' not in sys.modules\n"
+        "print(m.env_id.numpy().decode(), int(m.step.numpy()), a.shape)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Hopper-v4", "400", "(2,", "3)"]
+
+
+def test_cli_saved_model_matches_cli_checkpoint(hopper_run):
+    by_checkpoint = last_json(run_eval(f"--logdir={hopper_run}", "--episodes=2", "--seed=1").stdout)
+    result = run_eval(f"--saved_model={hopper_run / 'policy'}", "--episodes=2", "--seed=1")
+    assert result.returncode == 0, result.stderr
+    by_saved_model = last_json(result.stdout)
+    assert by_saved_model["returns"] == by_checkpoint["returns"]
+    assert by_saved_model["step"] == by_checkpoint["step"] == 400
+
+
+def test_stochastic_evaluation_is_seeded_and_differs_from_the_mean(hopper_run):
+    agent, env_id, _, _ = evaluation.load_agent(hopper_run)
+    first = evaluation.run_episodes(env_id, evaluation.checkpoint_actor(agent, True, 2), 2, seed=2)
+    again = evaluation.run_episodes(env_id, evaluation.checkpoint_actor(agent, True, 2), 2, seed=2)
+    mean = evaluation.run_episodes(env_id, evaluation.checkpoint_actor(agent, False, 2), 2, seed=2)
+    assert first.returns == again.returns
+    assert first.returns != mean.returns
+
+
+def test_a_named_checkpoint_is_evaluated(hopper_run):
+    checkpoints = CheckpointDirectory(hopper_run / "checkpoints").all()
+    assert len(checkpoints) >= 2
+    result = run_eval(f"--logdir={hopper_run}", f"--checkpoint={checkpoints[0]}", "--episodes=1")
+    assert result.returncode == 0, result.stderr
+    assert last_json(result.stdout)["step"] == int(checkpoints[0].name.split("-")[-1])
+
+
+def renderer_available() -> bool:
+    """Whether MuJoCo renders offscreen here (EGL), tried in a process without TensorFlow."""
+    code = (
+        "import gymnasium as gym\n"
+        "env = gym.make('Hopper-v4', render_mode='rgb_array'); env.reset(seed=0)\n"
+        "assert env.render().shape[-1] == 3\n"
+    )
+    environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=environment, timeout=120)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(not renderer_available(), reason="MuJoCo cannot render offscreen on this machine")
+def test_video_dir_gets_one_mp4_per_episode_with_every_frame(hopper_run, tmp_path):
+    import imageio.v2 as imageio
+
+    videos = tmp_path / "videos"
+    result = run_eval(f"--logdir={hopper_run}", "--episodes=2", f"--video_dir={videos}")
+    assert result.returncode == 0, result.stderr
+    record = last_json(result.stdout)
+    assert sorted(os.listdir(videos)) == ["episode_000.mp4", "episode_001.mp4"]
+    for path, length in zip(record["videos"], record["lengths"], strict=True):
+        reader = imageio.get_reader(path)
+        frames = [frame for frame in reader]
+        assert len(frames) == length + 1  # the reset frame and one per step
+        assert frames[0].ndim == 3 and frames[0].std() > 10  # a picture, not a blank frame
+        assert reader.get_meta_data()["fps"] == pytest.approx(125)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "exactly one of --logdir"),
+        (["--logdir=/nonexistent/run"], "is not a directory"),
+        (["--logdir={run}", "--saved_model={run}/policy"], "exactly one of"),
+        (["--saved_model={run}/policy", "--stochastic"], "mean action only"),
+        (["--logdir={run}", "--checkpoint={run}/checkpoints/ckpt-missing"], "does not exist"),
+        (["--logdir={run}", "--episodes=0"], "episodes"),
+        (["--logdir={run}/checkpoints"], "no hparams.json"),
+        (["--saved_model={run}/checkpoints"], "not an exported policy"),
+        (["--logdir={run}", "--env=Walker2d-v4"], "was trained on Hopper-v4"),
+        (["--logdir={run}", "--video_dir={run}"], "is not empty"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(hopper_run, args, message):
+    before = sorted(str(p) for p in hopper_run.rglob("*"))
+    result = run_eval(*(arg.format(run=hopper_run) for arg in args))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bin/eval: error:") and message in lines[0], lines
+    assert sorted(str(p) for p in hopper_run.rglob("*")) == before

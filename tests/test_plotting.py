@@ -1,0 +1,92 @@
+"""bin/plot and smoothie_tf.plotting: learning curves from real event files."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from small_runs import ROOT, bandit_hparams
+
+from smoothie_tf import plotting, training
+
+PLOT = [sys.executable, str(ROOT / "bin" / "plot")]
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    """Two configurations of the bandit, two seeds each: runs/<configuration>/seed<N>."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, hp in (("smoothie", bandit_hparams("smoothie")), ("ddpg", bandit_hparams("ddpg"))):
+        for seed in (0, 1):
+            training.Trainer("SmoothieBandit-v0", hp, seed, root / name / f"seed{seed}").run()
+    return root
+
+
+def run_plot(*args: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([*PLOT, *args], capture_output=True, text=True, env=environment, timeout=300)
+
+
+def test_runs_are_grouped_by_configuration_with_mean_and_spread(runs_root):
+    groups = plotting.group_runs([plotting.load_run(path) for path in plotting.find_runs([runs_root])])
+    assert [(g.label, [r.seed for r in g.runs]) for g in groups] == [("ddpg", [0, 1]), ("smoothie", [0, 1])]
+    for group in groups:
+        per_seed = [plotting.eval_returns(run.logdir) for run in group.runs]
+        steps, mean, low, high = group.curve()
+        np.testing.assert_array_equal(steps, [50, 100, 150, 200])  # eval_interval 50, 200 steps
+        values = np.stack([returns for _, returns in per_seed])
+        np.testing.assert_allclose(mean, values.mean(axis=0))
+        np.testing.assert_allclose(low, values.min(axis=0))
+        np.testing.assert_allclose(high, values.max(axis=0))
+        final = group.final()
+        assert final["step"] == 200 and final["seeds"] == 2
+        assert final["mean"] == pytest.approx(values[:, -1].mean())
+        assert final["std"] == pytest.approx(values[:, -1].std())
+    assert not np.allclose(groups[0].curve()[1], groups[1].curve()[1])
+
+
+def test_a_curve_stops_where_its_slowest_seed_is(runs_root):
+    runs = [plotting.load_run(path) for path in plotting.find_runs([runs_root / "smoothie"])]
+    runs[1].steps, runs[1].returns = runs[1].steps[:2], runs[1].returns[:2]  # seed 1 behind
+    (group,) = plotting.group_runs(runs)
+    steps, mean, _, _ = group.curve()
+    np.testing.assert_array_equal(steps, [50, 100])
+    assert mean[1] == pytest.approx((runs[0].returns[1] + runs[1].returns[1]) / 2)
+
+
+def test_groups_of_the_same_name_are_told_apart_by_their_hparams(runs_root, tmp_path):
+    other = tmp_path / "other" / "smoothie" / "seed0"
+    training.Trainer("SmoothieBandit-v0", bandit_hparams("smoothie", actor_lr=3e-3), 0, other).run()
+    runs = [plotting.load_run(p) for p in plotting.find_runs([runs_root / "smoothie", tmp_path / "other"])]
+    labels = sorted(group.label for group in plotting.group_runs(runs))
+    assert len(labels) == 2 and all(label.startswith("smoothie (actor_lr=") for label in labels)
+
+
+def test_bin_plot_writes_a_png_and_prints_the_final_returns(runs_root, tmp_path):
+    out = tmp_path / "figures" / "bandit.png"
+    result = run_plot(str(runs_root / "smoothie"), str(runs_root / "ddpg"), f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("SmoothieBandit-v0")]
+    assert [(row[1], row[2], row[3]) for row in rows] == [("ddpg", "2", "200"), ("smoothie", "2", "200")]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "at least one run directory"),
+        (["/nonexistent/runs"], "is not a directory"),
+        (["{empty}"], "no runs"),
+        (["{runs}", "--out={tmp}/figure.jpg"], "must name a .png"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(runs_root, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    names = {"empty": tmp_path / "empty", "runs": runs_root, "tmp": tmp_path}
+    result = run_plot(*(arg.format(**names) for arg in args))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bin/plot: error:") and message in lines[0], lines
+    assert not (tmp_path / "figure.jpg").exists()
