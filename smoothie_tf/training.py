@@ -159,6 +159,8 @@ class Trainer:
         self.last_episode_return: float | None = None
         self.last_eval_return: float | None = None
         self.observation = None
+        # The next action, drawn by the last train step (train_step_and_act); None: draw it anew.
+        self.pending_action: np.ndarray | None = None
         # Seconds spent in each part of the loop (this process only), for bin/benchmark.
         self.timings = {"act": 0.0, "env": 0.0, "replay_add": 0.0, "sample_and_update": 0.0}
 
@@ -177,6 +179,7 @@ class Trainer:
             "last_episode_return": self.last_episode_return,
             "last_eval_return": self.last_eval_return,
             "numpy_rng": self.rng.bit_generator.state,
+            "pending_action": None if self.pending_action is None else self.pending_action.tolist(),
         }
 
     def save_checkpoint(self) -> pathlib.Path:
@@ -208,6 +211,8 @@ class Trainer:
         self.last_episode_return = state["last_episode_return"]
         self.last_eval_return = state["last_eval_return"]
         self.rng.bit_generator.state = state["numpy_rng"]
+        pending = state.get("pending_action")
+        self.pending_action = None if pending is None else np.asarray(pending, dtype=self.action_space.dtype)
         self.observation = self._replay_episode()
 
     def _replay_episode(self) -> np.ndarray:
@@ -222,6 +227,9 @@ class Trainer:
         self._stop_signal = signum
 
     def _act(self) -> np.ndarray:
+        if self.pending_action is not None:
+            action, self.pending_action = self.pending_action, None
+            return action
         if self.step < self.hp.warmup_steps:
             return self.rng.uniform(self.action_space.low, self.action_space.high).astype(
                 self.action_space.dtype
@@ -229,9 +237,16 @@ class Trainer:
         return self.agent.act(self.observation)
 
     def _update(self) -> dict | None:
+        """`updates_per_step` train steps. When the agent chooses the next action (warm-up is
+        over), the last step also draws it from the updated policy, in the same compiled call."""
         metrics = None
-        for _ in range(self.hp.updates_per_step):
-            metrics = self.agent.train_step(self.replay.sample(self.hp.batch_size, self.rng))
+        for i in range(self.hp.updates_per_step):
+            batch = self.replay.sample(self.hp.batch_size, self.rng)
+            if i == self.hp.updates_per_step - 1 and self.step >= self.hp.warmup_steps:
+                metrics, action = self.agent.train_step_and_act(batch, tf.constant(self.observation))
+                self.pending_action = action.numpy()
+            else:
+                metrics = self.agent.train_step(batch)
             losses = [float(metrics[tag]) for tag in ("loss/critic", "loss/policy")]
             if not all(math.isfinite(x) for x in losses):
                 raise NonFiniteLossError(
@@ -311,14 +326,6 @@ class Trainer:
             self.observation = next_observation
             self.step += 1
             window_steps += 1
-            after_store = time.perf_counter()
-
-            metrics = self._update() if len(self.replay) >= hp.batch_size else None
-            timings = self.timings
-            timings["act"] += after_act - clock
-            timings["env"] += after_env - after_act
-            timings["replay_add"] += after_store - after_env
-            timings["sample_and_update"] += time.perf_counter() - after_store
 
             if terminated or truncated:
                 self.last_episode_return = self.episode_return
@@ -328,6 +335,14 @@ class Trainer:
                 self.episode_actions = []
                 self.observation, _ = self.env.reset(seed=episode_seed(self.seed, self.episode))
                 self.agent.reset_noise()
+            after_store = time.perf_counter()
+
+            metrics = self._update() if len(self.replay) >= hp.batch_size else None
+            timings = self.timings
+            timings["act"] += after_act - clock
+            timings["env"] += after_env - after_act
+            timings["replay_add"] += after_store - after_env
+            timings["sample_and_update"] += time.perf_counter() - after_store
 
             if self.step % SUMMARY_INTERVAL == 0 or self.step == hp.total_steps:
                 elapsed = time.perf_counter() - window_start

@@ -424,3 +424,23 @@ def test_ddpg_acts_with_its_mean_plus_ou_noise():
     np.testing.assert_array_equal(agent.exploration_noise.state.numpy(), state)  # not advanced
     agent.reset_noise()
     np.testing.assert_array_equal(agent.exploration_noise.state.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_train_step_and_act_is_a_train_step_then_an_action(name):
+    """The fused call the training loop makes equals train_step followed by act (the next
+    action comes from the updated policy), and leaves the agent in the same state."""
+    fused, separate = (AGENTS[name](S, LOW, HIGH, seed=4, **SMALL) for _ in range(2))
+    fused.reset_noise()
+    separate.reset_noise()
+    observation = np.linspace(-1, 1, S).astype(np.float32)
+    for batch in random_batches(5, seed=8):
+        metrics, action = fused.train_step_and_act(batch, tf.constant(observation))
+        expected_metrics = separate.train_step(batch)
+        expected_action = separate.act(observation)
+        np.testing.assert_allclose(action.numpy(), expected_action, rtol=1e-5, atol=1e-6)
+        for tag in REQUIRED:
+            np.testing.assert_allclose(metrics[tag].numpy(), expected_metrics[tag].numpy(), rtol=1e-5)
+    for a, b in zip(agent_state(fused), agent_state(separate), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert fused.train_step_and_act.experimental_get_tracing_count() == 1

@@ -99,17 +99,20 @@ def test_event_files_hold_the_pinned_tags(tmp_path):
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
     hp = bandit_hparams()
     trainer = training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path)
-    real_step = trainer.agent.train_step
-    calls = {"n": 0}
+    real_step, real_step_and_act = trainer.agent.train_step, trainer.agent.train_step_and_act
 
-    def poisoned(batch):
-        metrics = real_step(batch)
-        calls["n"] += 1
+    def poison(metrics):
         if trainer.step > 120:
-            metrics = {**metrics, "loss/critic": tf.constant(float("nan"))}
+            return {**metrics, "loss/critic": tf.constant(float("nan"))}
         return metrics
 
-    trainer.agent.train_step = poisoned
+    trainer.agent.train_step = lambda batch: poison(real_step(batch))
+
+    def poisoned_step_and_act(batch, observation):
+        metrics, action = real_step_and_act(batch, observation)
+        return poison(metrics), action
+
+    trainer.agent.train_step_and_act = poisoned_step_and_act
     with pytest.raises(training.NonFiniteLossError, match="non-finite loss at step 121"):
         trainer.run()
     checkpoints = CheckpointDirectory(tmp_path / "checkpoints")

@@ -130,6 +130,12 @@ class ActorCriticAgent(abc.ABC):
         self.train_step = tf.function(
             self._train_step, input_signature=[self.batch_spec], jit_compile=self.jit_compile
         )
+        observation_spec = tf.TensorSpec([self.observation_dim], tf.float32, name="observation")
+        self.train_step_and_act = tf.function(
+            self._train_step_and_act,
+            input_signature=[self.batch_spec, observation_spec],
+            jit_compile=self.jit_compile,
+        )
         self._act_functions: dict[bool, tf.types.experimental.ConcreteFunction] = {}
 
     # --- acting ----------------------------------------------------------------------------
@@ -227,6 +233,13 @@ class ActorCriticAgent(abc.ABC):
         policy_metrics = self.policy_update(batch.observations)
         self.update_targets()
         return {**critic_metrics, **policy_metrics}
+
+    def _train_step_and_act(self, batch: Batch, observation: tf.Tensor) -> tuple[dict, tf.Tensor]:
+        """`train_step(batch)`, then the exploring action [d] for `observation` from the updated
+        policy: what the training loop does every environment step, in one compiled call, which
+        saves the dispatch of a second one (most of an action's cost at these sizes)."""
+        metrics = self._train_step(batch)
+        return metrics, self._sample_action(observation)
 
     # --- saving ----------------------------------------------------------------------------
 
