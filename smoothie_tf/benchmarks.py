@@ -94,6 +94,103 @@ def jets_figures(
     return figures
 
 
+# --- the FLOP count of a train step -------------------------------------------------------------
+
+
+def train_step_flops(
+    agent: str,
+    observation_dim: int,
+    action_dim: int,
+    batch: int = 128,
+    actor_hidden: tuple[int, ...] = (400, 300),
+    critic_state_embedding: int = 400,
+    critic_hidden: tuple[int, ...] = (300,),
+    kl: bool = False,
+) -> int:
+    """Matmul FLOPs of one train step, from the layer sizes. Biases, activations, Adam, the
+    Polyak update and outer products (the input gradient of a 1-unit layer) are O(parameters)
+    or O(B·n) and left out.
+
+    F(layers) = Σ 2·B·n_in·n_out. A backward pass costs F(layers) for the weights and
+    F(inputs) for the input gradients, over the layers past the first (whose input is data)
+    with more than one unit. Actor: S → hidden → d; critic: S → e, then [e + d] → hidden → 1.
+      Bellman targets:   F(actor) + F(critic)                    [target networks on s']
+      critic update:     F(critic) + F(critic) + F(inputs of critic)
+      Smoothie policy:   F(actor) + F(actor) + F(inputs of actor) + jets (+ F(actor) of the
+                         target policy when the KL term is computed), where the jets cost
+                         F(critic) for the values, nothing for the first layer past the action
+                         (its G is a slice of the kernel), 2·B·d·n_in·n_out per later hidden
+                         layer for G and as much for diag H, except the last, whose H is
+                         contracted with the head first (2·B·n_in·n_out); and a head on a
+                         shared G (one hidden layer past the action) takes 2·2·B·n·d for g, diag H
+      DDPG policy:       F(actor) + F(critic) + F(inputs of the critic past the embedding)
+                         + F(actor) + F(inputs of actor)   [Q(s, μθ(s)); backward to a; actor]
+    """
+    s, d, b = observation_dim, action_dim, batch
+    widths = [s, *actor_hidden, d]
+    actor = list(zip(widths[:-1], widths[1:], strict=True))
+    after_action = [critic_state_embedding + d, *critic_hidden, 1]
+    critic = [(s, critic_state_embedding), *zip(after_action[:-1], after_action[1:], strict=True)]
+
+    def flops(layers):
+        return sum(2 * b * n_in * n_out for n_in, n_out in layers)
+
+    def input_gradients(layers):
+        return flops([(n_in, n_out) for n_in, n_out in layers[1:] if n_out > 1])
+
+    total = flops(actor) + flops(critic)  # Bellman targets
+    total += 2 * flops(critic) + input_gradients(critic)  # critic update
+    if agent == "smoothie":
+        hidden_after_action = critic[1:-1]
+        jets = flops(critic)
+        for i, (n_in, n_out) in enumerate(hidden_after_action[1:], start=1):
+            last = i == len(hidden_after_action) - 1
+            jets += 2 * b * d * n_in * n_out + (2 * b * n_in * n_out if last else 2 * b * d * n_in * n_out)
+        if len(hidden_after_action) == 1:
+            jets += 2 * 2 * b * hidden_after_action[0][1] * d
+        total += 2 * flops(actor) + input_gradients(actor) + jets + (flops(actor) if kl else 0)
+    elif agent == "ddpg":
+        total += flops(actor) + flops(critic) + flops([layer for layer in critic[1:] if layer[1] > 1])
+        total += flops(actor) + input_gradients(actor)
+    else:
+        raise ValueError(f"agent must be 'smoothie' or 'ddpg', got {agent!r}")
+    return total
+
+
+def compiled_dot_flops(hlo: str) -> int:
+    """Σ 2·|output|·|contracted dims| over the dot instructions of an optimised HLO module
+    (the matmuls XLA actually runs, after dead code is removed)."""
+    import re
+
+    shapes = {}
+    for name, dims in re.findall(r"%([\w.\-]+) = \w+\[([\d,]*)\]", hlo):
+        shapes[name] = [int(x) for x in dims.split(",") if x]
+    total = 0
+    pattern = r"= \w+\[([\d,]*)\]\S* dot\(%([\w.\-]+), %[\w.\-]+\), lhs_contracting_dims=\{([\d,]*)\}"
+    for out_dims, lhs, contracting in re.findall(pattern, hlo):
+        output = int(np.prod([int(x) for x in out_dims.split(",") if x]))
+        contracted = int(np.prod([shapes[lhs][int(i)] for i in contracting.split(",") if i]))
+        total += 2 * output * contracted
+    return total
+
+
+def matmul_rate(n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of large square matmuls on this machine (XLA, in a loop inside one call so that
+    dispatch does not count): the yardstick for the train step's FLOP rate."""
+    inner = 8
+    a = tf.random.stateless_normal([n, n], seed=[1, 2])
+    b = tf.random.stateless_normal([n, n], seed=[3, 4]) / n
+
+    @tf.function(jit_compile=True)
+    def chain(x):
+        for _ in range(inner):
+            x = tf.matmul(x, b)
+        return x
+
+    seconds = time_calls({"matmul": lambda: chain(a)}, calls=1, repeats=repeats)["matmul"]
+    return inner * 2 * n**3 / seconds
+
+
 def random_batch(batch: int, observation_dim: int, action_dim: int, seed: int = 0):
     """A replay-shaped batch of random transitions."""
     from smoothie_tf.replay import Batch
@@ -113,8 +210,11 @@ def train_step_figures(
     batch: int = 128,
     calls: int = 50,
     repeats: int = 7,
+    matmul_flops_per_sec: float | None = None,
 ) -> dict:
-    """Updates per second of the Smoothie and DDPG train steps (paper networks), and their ratio."""
+    """Updates per second of the Smoothie and DDPG train steps (paper networks), their ratio,
+    their FLOP count (`train_step_flops`, checked against the matmuls XLA compiled) and the
+    FLOP rate achieved as a fraction of `matmul_flops_per_sec` (a large matmul's rate)."""
     from smoothie_tf.agents import DDPGAgent, SmoothieAgent
 
     dimensions = dimensions or {"hopper": (11, 3), "humanoid": (376, 17)}
@@ -131,13 +231,67 @@ def train_step_figures(
             calls,
             repeats,
         )
-        figures[name] = {
-            "observation_dim": observation_dim,
-            "action_dim": action_dim,
-            "smoothie_updates_per_sec": round(1.0 / seconds["smoothie"], 1),
-            "ddpg_updates_per_sec": round(1.0 / seconds["ddpg"], 1),
-            "smoothie_over_ddpg_step_time": round(seconds["smoothie"] / seconds["ddpg"], 4),
-        }
+        entry = {"observation_dim": observation_dim, "action_dim": action_dim}
+        for label, agent in agents.items():
+            flops = train_step_flops(
+                label,
+                observation_dim,
+                action_dim,
+                batch,
+                kl=agent.computes_kl if label == "smoothie" else False,
+            )
+            compiled = compiled_dot_flops(
+                agent.train_step.experimental_get_compiler_ir(data)(stage="optimized_hlo")
+            )
+            entry[f"{label}_updates_per_sec"] = round(1.0 / seconds[label], 1)
+            entry[f"{label}_step_ms"] = round(1e3 * seconds[label], 3)
+            entry[f"{label}_step_mflop"] = round(flops / 1e6, 2)
+            entry[f"{label}_compiled_mflop"] = round(compiled / 1e6, 2)
+            entry[f"{label}_gflop_per_sec"] = round(flops / seconds[label] / 1e9, 2)
+            if matmul_flops_per_sec:
+                entry[f"{label}_fraction_of_matmul_rate"] = round(
+                    flops / seconds[label] / matmul_flops_per_sec, 3
+                )
+        entry["smoothie_over_ddpg_step_time"] = round(seconds["smoothie"] / seconds["ddpg"], 4)
+        figures[name] = entry
+    return figures
+
+
+def train_step_profile(
+    observation_dim: int = 11, action_dim: int = 3, batch: int = 128, calls: int = 50, repeats: int = 7
+) -> dict:
+    """Where a Smoothie train step's time goes: each part compiled and timed on its own (ms).
+
+    `dispatch` is an empty compiled call; `step_batch_1` the whole step on one transition, which
+    leaves the per-parameter work (gradients' outer products, clipping, Adam, Polyak) and the
+    per-operation costs without the batch's matmuls."""
+    from smoothie_tf.agents import SmoothieAgent
+
+    low, high = -np.ones(action_dim), np.ones(action_dim)
+    agent = SmoothieAgent(observation_dim, low, high, seed=0, batch_size=batch)
+    single = SmoothieAgent(observation_dim, low, high, seed=0, batch_size=1)
+    data, one = random_batch(batch, observation_dim, action_dim), random_batch(1, observation_dim, action_dim)
+
+    def compiled(fn):
+        return tf.function(fn, jit_compile=True)
+
+    parts = {
+        "dispatch": compiled(lambda: tf.constant(0.0)),
+        "bellman_targets": compiled(lambda: agent.bellman_targets(data)),
+        "critic_update": compiled(
+            lambda: agent.critic_update(data.observations, agent.critic_actions(data), data.rewards)[
+                "loss/critic"
+            ]
+        ),
+        "policy_update": compiled(lambda: agent.policy_update(data.observations)["loss/policy"]),
+        "target_update": compiled(lambda: (agent.update_targets(), tf.constant(0.0))[1]),
+        "step": lambda: agent.train_step(data)["loss/critic"],
+        "step_batch_1": lambda: single.train_step(one)["loss/critic"],
+    }
+    seconds = time_calls(parts, calls, repeats)
+    figures = {f"{name}_ms": round(1e3 * value, 3) for name, value in seconds.items()}
+    parameters = sum(int(np.prod(v.shape)) for v in agent.critic.variables + agent.policy.variables)
+    figures["parameters"] = parameters
     return figures
 
 

@@ -47,6 +47,12 @@ class SmoothieAgent(ActorCriticAgent):
             )
             self.log_variance_optimizer.build([self.policy.log_variance])
 
+    @property
+    def computes_kl(self) -> bool:
+        """Whether the policy update evaluates KL(π ‖ π_target): only when λ = kl_penalty > 0 (the
+        target policy's forward pass is a tenth of a step's FLOPs at the paper's sizes)."""
+        return self.config.kl_penalty > 0
+
     def reset_noise(self) -> None:
         """Nothing to reset: Smoothie explores with independent draws from its policy."""
 
@@ -77,9 +83,9 @@ class SmoothieAgent(ActorCriticAgent):
 
         Choices SPEC.md leaves open: g and H come from the critic as just updated in this step;
         only diag H is carried through the jets (Σ is diagonal); the actor's gradients are not
-        clipped (Table 1 clips Q's only); the KL is computed even when λ = 0, for the dashboard
-        (one extra forward pass of the target policy). "loss/policy" is the surrogate's value
-        (+ λ·KL), whose gradient, not value, is meaningful; "policy/q_at_mean" is Q̃w(s, μθ(s)).
+        clipped (Table 1 clips Q's only); "policy/kl" is reported only when λ > 0. "loss/policy" is
+        the surrogate's value (+ λ·KL), whose gradient, not value, is meaningful;
+        "policy/q_at_mean" is Q̃w(s, μθ(s)).
         """
         log_variance, target_log_variance = self.policy.log_variance, self.target_policy.log_variance
         variables = [*self.policy.mean_variables, log_variance]
@@ -89,10 +95,12 @@ class SmoothieAgent(ActorCriticAgent):
                 q_at_means, action_grad, hess_diag = self.critic.value_grad_hess(
                     observations, means, diagonal=True
                 )
-                target_means = self.target_policy(observations)
-            surrogate = losses.smoothie_policy_surrogate(means, log_variance, action_grad, hess_diag)
-            kl = losses.kl_to_target_policy(means, log_variance, target_means, target_log_variance)
-            loss = surrogate + self.config.kl_penalty * kl if self.config.kl_penalty > 0 else surrogate
+            loss = losses.smoothie_policy_surrogate(means, log_variance, action_grad, hess_diag)
+            if self.computes_kl:
+                with tape.stop_recording():
+                    target_means = self.target_policy(observations)
+                kl = losses.kl_to_target_policy(means, log_variance, target_means, target_log_variance)
+                loss += self.config.kl_penalty * kl
         gradients = tape.gradient(loss, variables)
         if self.log_variance_optimizer is None:
             self.actor_optimizer.apply(gradients, variables)
@@ -100,12 +108,14 @@ class SmoothieAgent(ActorCriticAgent):
             self.actor_optimizer.apply(gradients[:-1], variables[:-1])
             self.log_variance_optimizer.apply(gradients[-1:], variables[-1:])
         variance = self.policy.variance()
-        return {
+        metrics = {
             "loss/policy": loss,
-            "policy/kl": kl,
             "policy/q_at_mean": tf.reduce_mean(q_at_means),
             "policy/hessian_diagonal_mean": tf.reduce_mean(hess_diag),
             "policy/mean_variance": tf.reduce_mean(variance),
             "policy/variance": variance,
             "grad_norm/actor": tf.linalg.global_norm(gradients),
         }
+        if self.computes_kl:
+            metrics["policy/kl"] = kl
+        return metrics
