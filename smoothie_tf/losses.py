@@ -57,6 +57,72 @@ def critic_loss(q_values: tf.Tensor, targets: tf.Tensor, delta: float) -> tf.Ten
     return tf.reduce_mean(huber(q_values - tf.stop_gradient(targets), delta))
 
 
+def standardised_offsets(
+    replay_actions: tf.Tensor, phantom_actions: tf.Tensor, variance: tf.Tensor
+) -> tf.Tensor:
+    """x = Σ^{-1/2}(ã − a), the argument of the Hermite polynomials H_k of eqs. 7–9.
+
+    replay_actions ã, phantom_actions a: [B, d]; variance v = exp(φ): [d], Σ = diag(v), held fixed.
+    Returns x: [B, d]. The sign is (ã − a), not eq. 9's (a − ã): by eq. 7,
+    ∂N(ã|a, Σ)/∂a = N(ã|a, Σ)·Σ^{-1}(ã − a) (SPEC.md section 2).
+    """
+    return (replay_actions - phantom_actions) / tf.sqrt(tf.stop_gradient(variance))
+
+
+def baseline_targets(targets: tf.Tensor, q_values: tf.Tensor) -> tf.Tensor:
+    """y − sg(Q̃w(s, a)), the control variate of the derivative Bellman targets: [B].
+
+    targets y, q_values Q̃w(s, a) at the phantom actions: [B]. Subtracting any function of (s, a)
+    leaves the targets' expectations unchanged, since E[x|a] = 0 and E[xxᵀ − I|a] = 0, and a
+    baseline near E[y|a] removes most of their variance.
+    """
+    return tf.stop_gradient(targets - q_values)
+
+
+def derivative_bellman_target_1(offsets: tf.Tensor, variance: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """Σ^{-1/2} x · y, whose mean given a is ∇aQ̃(s, a) (eqs. 8–9, k = 1; H_1(x) = x): [B, d].
+
+    offsets x = Σ^{-1/2}(ã − a): [B, d]; variance v: [d]; targets y: [B] (or y − sg(Q̃w), the
+    control variate).
+    """
+    scale = tf.math.rsqrt(tf.stop_gradient(variance))
+    return tf.stop_gradient(scale * offsets * targets[:, None])
+
+
+def derivative_bellman_target_2(offsets: tf.Tensor, variance: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """Σ^{-1/2}(x xᵀ − I)Σ^{-1/2} · y, whose mean given a is ∇²aQ̃(s, a) (eqs. 8–9, k = 2;
+    H_2(x) = x xᵀ − I): [B, d, d].
+
+    offsets x: [B, d]; variance v: [d]; targets y: [B].
+    """
+    scale = tf.math.rsqrt(tf.stop_gradient(variance))
+    identity = tf.eye(offsets.shape[-1], dtype=offsets.dtype)
+    hermite = offsets[:, :, None] * offsets[:, None, :] - identity
+    return tf.stop_gradient(scale[:, None] * hermite * scale[None, :] * targets[:, None, None])
+
+
+def derivative_bellman_target_2_diagonal(
+    offsets: tf.Tensor, variance: tf.Tensor, targets: tf.Tensor
+) -> tf.Tensor:
+    """(x_i² − 1)/v_i · y, the diagonal of `derivative_bellman_target_2`, fitted against diag ∇²aQ̃
+    alone (all a diagonal Σ needs): [B, d].
+
+    offsets x: [B, d]; variance v: [d]; targets y: [B].
+    """
+    return tf.stop_gradient((tf.square(offsets) - 1.0) / tf.stop_gradient(variance) * targets[:, None])
+
+
+def derivative_bellman_loss(action_derivatives: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """mean_B ‖∂^kQ̃w(s, a)/∂a^k − target_k‖², squares summed over the action axes (eq. 9, k = 1, 2).
+
+    action_derivatives: the critic's ∇aQ̃w [B, d], ∇²aQ̃w [B, d, d] or its diagonal [B, d], at the
+    phantom actions; targets: the matching target_k, held fixed. For k = 2 the norm is Frobenius.
+    """
+    errors = action_derivatives - tf.stop_gradient(targets)
+    squared = tf.reshape(tf.square(errors), [tf.shape(errors)[0], -1])
+    return tf.reduce_mean(tf.reduce_sum(squared, axis=-1))
+
+
 def smoothie_policy_surrogate(
     means: tf.Tensor, log_variance: tf.Tensor, action_grad: tf.Tensor, action_hess: tf.Tensor
 ) -> tf.Tensor:

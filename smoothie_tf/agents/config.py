@@ -28,6 +28,10 @@ AGENT_KEYS = (
     "critic_hidden",
     "critic_activation",
     "batch_size",
+    "derivative_bellman_k1",
+    "derivative_bellman_k2",
+    "derivative_bellman_diagonal",
+    "derivative_bellman_baseline",
 )
 
 

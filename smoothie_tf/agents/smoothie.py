@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from smoothie_tf import losses
-from smoothie_tf.agents.base import ActorCriticAgent
+from smoothie_tf.agents.base import ActorCriticAgent, clip_gradients
 from smoothie_tf.replay import Batch
 
 # Critic activations whose action-Hessian vanishes, and where.
@@ -29,6 +29,12 @@ class SmoothieAgent(ActorCriticAgent):
 
     `log_variance_lr` > 0 trains φ with an Adam of its own at that rate (a remedy for the variance
     collapse of SPEC.md section 2's pitfall; not in the paper, off by default).
+
+    `derivative_bellman_k1` / `_k2` > 0 add the derivative Bellman losses (supplement C, eqs. 6–9)
+    to step 2: k1·mean‖∇aQ̃w(s, a) − Σ^{-1/2}x·y‖² + k2·mean‖∇²aQ̃w(s, a) − Σ^{-1/2}(xxᵀ − I)Σ^{-1/2}·y‖²_F
+    with x = Σ^{-1/2}(ã − a), ∇aQ̃w and ∇²aQ̃w by forward jets at the phantom actions;
+    `derivative_bellman_diagonal` fits diag ∇²aQ̃w alone, `derivative_bellman_baseline` uses
+    y − sg(Q̃w(s, a)) in both targets. Off by default (the paper's experiments use k = 0 only).
     """
 
     def __init__(self, observation_dim: int, action_low, action_high, *, seed: int, **hparams):
@@ -77,6 +83,87 @@ class SmoothieAgent(ActorCriticAgent):
         """Phantom actions around the replayed ones, with the current policy's variance (eq. 9)."""
         noise = self.training_generator.normal(tf.shape(batch.actions))
         return losses.phantom_actions(batch.actions, self.policy.variance(), noise)
+
+    @property
+    def fits_action_derivatives(self) -> bool:
+        """Whether the critic update adds the derivative Bellman losses: k1 > 0 or k2 > 0."""
+        k1 = self.config.derivative_bellman_k1
+        k2 = self.config.derivative_bellman_k2
+        return k1 > 0 or k2 > 0
+
+    def critic_update(
+        self,
+        observations: tf.Tensor,
+        actions: tf.Tensor,
+        targets: tf.Tensor,
+        replay_actions: tf.Tensor | None = None,
+    ) -> dict:
+        """One Adam step on L_Q, at the phantom actions a (`actions`) around the replayed ones ã.
+
+        With k1 = k2 = 0 this is the base class's step, Huber k = 0 alone. Otherwise
+        L_Q = mean Huber_δ(Q̃w(s, a) − y) + k1·loss_1 + k2·loss_2 (eqs. 6–9), where loss_k fits
+        ∂^kQ̃w(s, a)/∂a^k, from the jets of the critic, to target_k built from x = Σ^{-1/2}(ã − a)
+        (`replay_actions` ã: [B, d], needed then); Σ = diag(e^φ) of the current policy, held fixed.
+        Gradients of the sum are clipped to global norm `grad_clip`. "loss/critic" stays the Huber
+        term (comparable with k = 0 runs); "loss/derivative_bellman_k1" / "_k2" are loss_1 and
+        loss_2, unweighted, reported when their weight is > 0.
+        """
+        if not self.fits_action_derivatives:
+            return super().critic_update(observations, actions, targets)
+        if replay_actions is None:
+            raise ValueError("the derivative Bellman losses need the replayed actions ã (replay_actions)")
+        k1 = self.config.derivative_bellman_k1
+        k2 = self.config.derivative_bellman_k2
+        # Only k = 2 needs more than the Hessian's diagonal, which costs O(n·d) in the jets.
+        diagonal = k2 == 0 or self.config.derivative_bellman_diagonal
+        variance = self.policy.variance()
+        offsets = losses.standardised_offsets(replay_actions, actions, variance)
+        variables = self.critic.trainable_variables
+        metrics = {}
+        with tf.GradientTape() as tape:
+            q_values, action_grad, action_hess = self.critic.value_grad_hess(
+                observations, actions, diagonal=diagonal
+            )
+            loss = losses.critic_loss(q_values, targets, self.config.huber_delta)
+            total = loss
+            derivative_targets = targets
+            if self.config.derivative_bellman_baseline:
+                derivative_targets = losses.baseline_targets(targets, q_values)
+            if k1 > 0:
+                target_1 = losses.derivative_bellman_target_1(offsets, variance, derivative_targets)
+                loss_1 = losses.derivative_bellman_loss(action_grad, target_1)
+                metrics["loss/derivative_bellman_k1"] = loss_1
+                total += k1 * loss_1
+            if k2 > 0:
+                target_2 = (
+                    losses.derivative_bellman_target_2_diagonal
+                    if diagonal
+                    else losses.derivative_bellman_target_2
+                )(offsets, variance, derivative_targets)
+                loss_2 = losses.derivative_bellman_loss(action_hess, target_2)
+                metrics["loss/derivative_bellman_k2"] = loss_2
+                total += k2 * loss_2
+        clipped, norm = clip_gradients(tape.gradient(total, variables), self.config.grad_clip)
+        self.critic_optimizer.apply(clipped, variables)
+        return {
+            "loss/critic": loss,
+            **metrics,
+            "critic/q_mean": tf.reduce_mean(q_values),
+            "critic/target_mean": tf.reduce_mean(targets),
+            "grad_norm/critic": norm,
+        }
+
+    def _train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """The base class's step; with derivative Bellman losses, the critic also gets ã."""
+        if not self.fits_action_derivatives:
+            return super()._train_step(batch)
+        targets = self.bellman_targets(batch)
+        critic_metrics = self.critic_update(
+            batch.observations, self.critic_actions(batch), targets, replay_actions=batch.actions
+        )
+        policy_metrics = self.policy_update(batch.observations)
+        self.update_targets()
+        return {**critic_metrics, **policy_metrics}
 
     def policy_update(self, observations: tf.Tensor) -> dict:
         """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy).
