@@ -264,13 +264,17 @@ def train_step_profile(
 
     `dispatch` is an empty compiled call; `step_batch_1` the whole step on one transition, which
     leaves the per-parameter work (gradients' outer products, clipping, Adam, Polyak) and the
-    per-operation costs without the batch's matmuls."""
+    per-operation costs without the batch's matmuls; `step_batch_<4B>` the step on four times
+    the batch, from which `marginal_gflop_per_sec`, the rate at which the extra examples'
+    FLOPs run, and `fixed_ms`, the step's time extrapolated to an empty batch, follow."""
     from smoothie_tf.agents import SmoothieAgent
 
     low, high = -np.ones(action_dim), np.ones(action_dim)
     agent = SmoothieAgent(observation_dim, low, high, seed=0, batch_size=batch)
     single = SmoothieAgent(observation_dim, low, high, seed=0, batch_size=1)
+    large = SmoothieAgent(observation_dim, low, high, seed=0, batch_size=4 * batch)
     data, one = random_batch(batch, observation_dim, action_dim), random_batch(1, observation_dim, action_dim)
+    quadruple = random_batch(4 * batch, observation_dim, action_dim)
 
     def compiled(fn):
         return tf.function(fn, jit_compile=True)
@@ -287,9 +291,16 @@ def train_step_profile(
         "target_update": compiled(lambda: (agent.update_targets(), tf.constant(0.0))[1]),
         "step": lambda: agent.train_step(data)["loss/critic"],
         "step_batch_1": lambda: single.train_step(one)["loss/critic"],
+        f"step_batch_{4 * batch}": lambda: large.train_step(quadruple)["loss/critic"],
     }
     seconds = time_calls(parts, calls, repeats)
     figures = {f"{name}_ms": round(1e3 * value, 3) for name, value in seconds.items()}
+    extra_seconds = seconds[f"step_batch_{4 * batch}"] - seconds["step"]
+    extra_flops = train_step_flops("smoothie", observation_dim, action_dim, 4 * batch) - train_step_flops(
+        "smoothie", observation_dim, action_dim, batch
+    )
+    figures["marginal_gflop_per_sec"] = round(extra_flops / extra_seconds / 1e9, 1)
+    figures["fixed_ms"] = round(1e3 * (seconds["step"] - extra_seconds / 3), 3)
     parameters = sum(int(np.prod(v.shape)) for v in agent.critic.variables + agent.policy.variables)
     figures["parameters"] = parameters
     return figures

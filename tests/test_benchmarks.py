@@ -67,3 +67,20 @@ def test_train_step_figures_report_rates_and_the_fraction_of_the_matmul_rate():
         assert hopper[f"{label}_step_mflop"] == pytest.approx(hopper[f"{label}_compiled_mflop"], rel=1e-3)
         rate = hopper[f"{label}_step_mflop"] * 1e6 / seconds
         assert hopper[f"{label}_fraction_of_matmul_rate"] == pytest.approx(rate / 1e11, rel=0.01)
+
+
+def test_train_step_profile_names_every_part_and_extrapolates_the_fixed_cost():
+    profile = benchmarks.train_step_profile(batch=16, calls=2, repeats=1)
+    parts = ("dispatch", "bellman_targets", "critic_update", "policy_update", "target_update", "step")
+    for name in (*parts, "step_batch_1", "step_batch_64"):
+        assert profile[f"{name}_ms"] > 0, name
+    extra = (profile["step_batch_64_ms"] - profile["step_ms"]) / 1e3
+    flops = benchmarks.train_step_flops("smoothie", 11, 3, 64) - benchmarks.train_step_flops(
+        "smoothie", 11, 3, 16
+    )
+    assert profile["marginal_gflop_per_sec"] == pytest.approx(flops / extra / 1e9, rel=0.01, abs=0.1)
+    assert profile["fixed_ms"] == pytest.approx(profile["step_ms"] - 1e3 * extra / 3, abs=2e-3)
+    assert (
+        profile["parameters"]
+        == 2 * (11 * 400 + 400) + 400 * 300 + 300 + 300 * 3 + 3 + 3 + 403 * 300 + 300 + 301
+    )
