@@ -79,18 +79,9 @@ def ensure_environment() -> None:
 
 
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and probes its devices with stderr closed, so that its C++ start-up
-    messages (no CUDA driver on a CPU machine, absl's pre-init notice) do not bury ours."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
+    """TensorFlow imported with its C++ start-up messages silenced (smoothie_tf.startup)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from smoothie_tf.startup import import_tensorflow_quietly as quiet_import
 
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
+    quiet_import()

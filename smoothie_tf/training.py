@@ -14,6 +14,7 @@ import math
 import os
 import pathlib
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -291,9 +292,13 @@ class Trainer:
         summaries = Summaries(str(self.logdir), self.action_dim)
         if latest is None:
             summaries.write_run_header(self.hp, self.logdir.name, {"env": self.env_id, "seed": self.seed})
-        previous_handlers = {
-            sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        # Python lets only the main thread install handlers; a run on another thread (a Ray Tune
+        # trial) goes without them and resumes from its last periodic checkpoint if it is killed.
+        previous_handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            previous_handlers = {
+                sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
         try:
             self._loop(summaries)
         finally:

@@ -327,3 +327,16 @@ def test_damaged_replay_in_a_checkpoint_is_a_checkpoint_error(tmp_path):
     fresh = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "other")
     with pytest.raises(CheckpointError, match="unusable replay buffer"):
         fresh.restore(latest)
+
+
+def test_a_run_on_another_thread_trains_without_signal_handlers(tmp_path):
+    """Ray Tune runs trials on worker threads, where Python refuses signal handlers."""
+    import threading
+
+    outcome = {}
+    before = signal.getsignal(signal.SIGINT)
+    trainer = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=60), 0, tmp_path / "run")
+    thread = threading.Thread(target=lambda: outcome.update(trainer.run()))
+    thread.start()
+    thread.join(timeout=300)
+    assert outcome["step"] == 60 and signal.getsignal(signal.SIGINT) is before

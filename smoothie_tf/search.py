@@ -1,0 +1,471 @@
+"""The paper's random hyperparameter search (supplement Table 1) on Ray Tune.
+
+Table 1 samples every searched key log-uniformly in its range, 100 trials. The OU noise keys
+apply to DDPG only, and λ (`kl_penalty`) to Smoothie-KL only. Which variant a base hparams file
+is: agent "ddpg" is DDPG; agent "smoothie" with `kl_penalty` > 0 is Smoothie-KL (λ is
+searched); with `kl_penalty` = 0 it is plain Smoothie (λ stays 0). Every other key, Table 1's
+fixed values included, comes from the base file.
+
+A trial trains the base hparams with its sampled values for `seeds` seeds (0, 1, ...: the
+same seeds in every trial, so configurations are compared on the same random numbers), each a
+`training.Trainer` run in `<logdir>/trials/<trial id>/seed<k>`; after every evaluation the
+trial reports it to Tune, and its score is the mean over seeds of the final evaluation
+returns. Tune's own experiment state lives in `<logdir>/tune`; `run_search` on a logdir that
+holds one restores it (`Tuner.restore`): finished trials are kept, unfinished ones start
+again and their runs resume from their last checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import json
+import math
+import os
+import pathlib
+import socket
+import urllib.parse
+
+from smoothie_tf import hparams as hparams_lib
+
+VARIANTS = ("smoothie", "smoothie_kl", "ddpg")
+TRIALS_DIR = "trials"  # <logdir>/trials/<trial id>/seed<k>: one training run each
+TUNE_DIR = "tune"  # <logdir>/tune: Tune's experiment state, what Tuner.restore reads
+REQUEST_FILE = "search.json"
+TABLE_FILE = "trials.csv"
+BEST_FILE = "best_hparams.json"
+_NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+
+
+class SearchError(ValueError):
+    """A search request that cannot run, with a one-line message naming the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dimension:
+    """One searched hparam: `key` sampled log-uniformly in [low, high], for `variants`."""
+
+    key: str
+    low: float
+    high: float
+    variants: tuple[str, ...] = VARIANTS
+
+
+TABLE_1 = (
+    Dimension("actor_lr", 1e-6, 1e-3),
+    Dimension("critic_lr", 1e-6, 1e-3),
+    Dimension("reward_scale", 0.01, 0.3),
+    Dimension("ou_damping", 1e-4, 1e-3, ("ddpg",)),
+    Dimension("ou_stddev", 1e-3, 1.0, ("ddpg",)),
+    Dimension("kl_penalty", 1e-6, 4e-2, ("smoothie_kl",)),  # λ
+)
+TABLE_1_FIXED = {
+    "discount": 0.995,
+    "target_lag": 0.01,
+    "batch_size": 128,
+    "grad_clip": 4.0,
+    "updates_per_step": 1,
+    "huber_delta": 1.0,
+}
+
+
+def variant(hp: hparams_lib.HParams) -> str:
+    """'ddpg', 'smoothie_kl' (Smoothie with kl_penalty > 0) or 'smoothie'."""
+    if hp.agent == "ddpg":
+        return "ddpg"
+    return "smoothie_kl" if hp.kl_penalty > 0 else "smoothie"
+
+
+def dimensions_for(hp: hparams_lib.HParams, space: tuple[Dimension, ...] = TABLE_1) -> tuple[Dimension, ...]:
+    """The dimensions of `space` that apply to `hp`'s variant."""
+    return tuple(d for d in space if variant(hp) in d.variants)
+
+
+def fixed_value_differences(hp: hparams_lib.HParams) -> dict[str, tuple]:
+    """key -> (value in hp, Table 1's fixed value), for the fixed keys where they differ."""
+    return {k: (getattr(hp, k), v) for k, v in TABLE_1_FIXED.items() if getattr(hp, k) != v}
+
+
+def with_ranges(
+    items: list[str], base: hparams_lib.HParams, space: tuple[Dimension, ...] = TABLE_1
+) -> tuple[Dimension, ...]:
+    """`space` with "KEY=LOW:HIGH" ranges applied: a key of `space` gets the new range, any
+    other float key of HParams is added (for every variant). Values are checked by `validate`."""
+    dimensions = list(space)
+    for item in items:
+        key, sep, text = item.partition("=")
+        low, colon, high = text.partition(":")
+        key = key.strip()
+        if not sep or not colon or not key:
+            raise SearchError(f"--range {item!r} must look like KEY=LOW:HIGH, e.g. actor_lr=1e-5:1e-3")
+        try:
+            bounds = float(low), float(high)
+        except ValueError as error:
+            raise SearchError(f"--range {item!r}: LOW and HIGH must be numbers") from error
+        if key not in hparams_lib.FIELDS:
+            close = difflib.get_close_matches(key, hparams_lib.FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SearchError(f"--range: unknown hparam key {key!r}{hint}")
+        if hparams_lib.TYPES[key] is not float:
+            raise SearchError(f"--range: {key} is not a real-valued hparam; only those are searched")
+        existing = [i for i, d in enumerate(dimensions) if d.key == key]
+        if existing:
+            old = dimensions[existing[0]]
+            if variant(base) not in old.variants:
+                hint = " (Smoothie-KL: a base file with kl_penalty > 0)" if key == "kl_penalty" else ""
+                raise SearchError(
+                    f"--range: {key} is searched for {' and '.join(old.variants)} only{hint}, "
+                    f"and the base hparams are {variant(base)}"
+                )
+            dimensions[existing[0]] = dataclasses.replace(old, low=bounds[0], high=bounds[1])
+        else:
+            dimensions.append(Dimension(key, *bounds))
+    return tuple(dimensions)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRequest:
+    """What a search runs. `base.total_steps` is each run's length."""
+
+    env_id: str
+    base: hparams_lib.HParams
+    logdir: pathlib.Path
+    trials: int = 100
+    seeds: int = 1
+    space: tuple[Dimension, ...] = TABLE_1
+    cpus_per_trial: float = 1.0
+    sampler_seed: int = 0
+
+    def dimensions(self) -> tuple[Dimension, ...]:
+        return dimensions_for(self.base, self.space)
+
+    def record(self) -> dict:
+        """What identifies the search (compared when a logdir is reused)."""
+        return {
+            "env": self.env_id,
+            "base_hparams": dataclasses.asdict(self.base),
+            "space": {d.key: [d.low, d.high] for d in self.dimensions()},
+            "trials": self.trials,
+            "seeds": self.seeds,
+            "sampler_seed": self.sampler_seed,
+        }
+
+
+def validate(request: SearchRequest) -> None:
+    """Raises SearchError (or HParamsError for the base hparams) when the request cannot run."""
+    hparams_lib.validate(request.base)
+    for name in ("trials", "seeds"):
+        if not (isinstance(getattr(request, name), int) and getattr(request, name) >= 1):
+            raise SearchError(f"{name} must be an integer >= 1, got {getattr(request, name)!r}")
+    if not (request.cpus_per_trial > 0 and math.isfinite(request.cpus_per_trial)):
+        raise SearchError(f"cpus_per_trial must be > 0, got {request.cpus_per_trial}")
+    if not request.dimensions():
+        raise SearchError(f"no search dimension applies to {variant(request.base)}")
+    for d in request.dimensions():
+        if d.key not in hparams_lib.FIELDS or hparams_lib.TYPES[d.key] is not float:
+            raise SearchError(f"search key {d.key!r} is not a real-valued hparam")
+        if not (math.isfinite(d.low) and math.isfinite(d.high) and d.low > 0):
+            raise SearchError(
+                f"range of {d.key} must be finite and > 0 (log sampling), got [{d.low}, {d.high}]"
+            )
+        if not d.low < d.high:
+            raise SearchError(f"range of {d.key} is empty: low {d.low} >= high {d.high}")
+        for bound in (d.low, d.high):
+            try:
+                hparams_lib.validate(dataclasses.replace(request.base, **{d.key: bound}))
+            except hparams_lib.HParamsError as error:
+                raise SearchError(f"range of {d.key} [{d.low}, {d.high}] is not valid: {error}") from error
+
+
+def param_space(hp: hparams_lib.HParams, space: tuple[Dimension, ...] = TABLE_1) -> dict:
+    """Tune's param_space: key -> tune.loguniform(low, high), for the keys of hp's variant."""
+    from ray import tune
+
+    return {d.key: tune.loguniform(d.low, d.high) for d in dimensions_for(hp, space)}
+
+
+def trial_hparams(base: hparams_lib.HParams, config: dict) -> hparams_lib.HParams:
+    """The base hparams with a trial's sampled values, validated."""
+    values = {**dataclasses.asdict(base), **{key: float(value) for key, value in config.items()}}
+    hp = hparams_lib.from_dict(values, "trial config")
+    hparams_lib.validate(hp)
+    return hp
+
+
+# --- one trial, inside a Ray worker -------------------------------------------------------------
+
+
+def _import_tensorflow(threads: int) -> None:
+    """Imports TensorFlow in a trial's worker with stderr closed (its C++ start-up notices, about
+    CUDA on a CPU machine, would be forwarded to the search's console once per trial), and gives
+    its thread pools the trial's CPUs: trials share the machine."""
+    from smoothie_tf.startup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran something in this worker
+        pass
+
+
+def run_trial(config: dict, setup: dict) -> None:
+    """Tune's trainable: `config` the sampled values, `setup` the search (see `_trial_setup`)."""
+    import warnings
+
+    import numpy as np
+    from ray import tune
+
+    _import_tensorflow(setup["threads"])
+    from smoothie_tf import training
+
+    warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
+
+    class ReportingTrainer(training.Trainer):
+        def evaluate(self, episodes=None):
+            returns = super().evaluate(episodes)
+            report(seed, self.step, float(np.mean(returns)))
+            return returns
+
+    def report(seed: int, step: int, eval_return: float) -> None:
+        tune.report(
+            {"seed": seed, "step": step, "eval_return": eval_return, "seeds_done": len(finals)}
+            | {"final_return": math.nan, "outcome": "running"}
+        )
+
+    hp = trial_hparams(hparams_lib.from_dict(setup["base"]), config)
+    trial_dir = pathlib.Path(setup["logdir"]) / TRIALS_DIR / tune.get_context().get_trial_id()
+    finals: list[float] = []
+    outcome = "done"
+    for seed in range(setup["seeds"]):
+        trainer = ReportingTrainer(setup["env"], hp, seed, trial_dir / f"seed{seed}")
+        try:
+            finals.append(float(trainer.run()["last_eval_return"]))
+        except training.NonFiniteLossError:
+            finals.append(math.nan)  # a configuration that diverges ranks last; no more seeds
+            outcome = "diverged"
+            break
+    tune.report(
+        {"seed": seed, "step": trainer.step, "eval_return": finals[-1], "seeds_done": len(finals)}
+        | {"final_return": float(np.mean(finals)), "final_return_std": float(np.std(finals))}
+        | {"seed_returns": finals, "outcome": outcome}
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return trial.trial_id
+
+
+def _trial_setup(request: SearchRequest) -> dict:
+    return {
+        "env": request.env_id,
+        "base": dataclasses.asdict(request.base),
+        "logdir": str(request.logdir.resolve()),
+        "seeds": request.seeds,
+        "threads": max(1, round(request.cpus_per_trial)),
+    }
+
+
+# --- the search, on the driver ------------------------------------------------------------------
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """A local Ray with the machine's CPUs (or `num_cpus`), or the cluster at `address`
+    (SearchError when nothing answers there); workers import smoothie_tf from this checkout (on a
+    cluster it is uploaded with the job)."""
+    import ray
+
+    package = pathlib.Path(__file__).resolve().parent
+    if address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, runtime_env={"py_modules": [str(package)]})
+        except (ConnectionError, ray.exceptions.AuthenticationError) as error:
+            raise SearchError(
+                f"cannot connect to the Ray cluster at {address} ({' '.join(str(error).split())[:200]}); "
+                "a cluster with token authentication also needs RAY_AUTH_MODE=token and its token"
+            ) from error
+    else:
+        cpus = num_cpus or len(os.sched_getaffinity(0))
+        path = os.pathsep.join(p for p in (str(package.parent), os.environ.get("PYTHONPATH")) if p)
+        ray.init(
+            address="local",  # a new Ray even when this machine has a running one (ray start)
+            num_cpus=cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+        )
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Ray retries an unreachable head for minutes; a plain TCP connect answers at once."""
+    if address == "auto":  # Ray finds the cluster this machine belongs to
+        return
+    host, _, port = urllib.parse.urlsplit(address if "://" in address else f"//{address}").netloc.rpartition(
+        ":"
+    )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except ValueError as error:
+        raise SearchError(f"Ray address {address!r} must look like HOST:PORT (or ray://HOST:PORT)") from error
+    except OSError as error:
+        raise SearchError(f"nothing answers at Ray address {address}: {error}") from error
+
+
+def check_logdir(request: SearchRequest) -> bool:
+    """True when request.logdir holds this search already (it continues); SearchError when it
+    holds another one. Writes nothing."""
+    saved = request.logdir / REQUEST_FILE
+    if not saved.exists():
+        return False
+    try:
+        previous = json.loads(saved.read_text())
+    except json.JSONDecodeError as error:
+        raise SearchError(f"{saved} is not valid JSON: {error}") from error
+    record = json.loads(json.dumps(request.record()))  # tuples as lists, as when read back
+    if previous != record:
+        changed = sorted(k for k in record.keys() | previous.keys() if previous.get(k) != record.get(k))
+        raise SearchError(
+            f"{request.logdir} holds a different search (changed: {', '.join(changed)}); "
+            "choose another --logdir"
+        )
+    return True
+
+
+@dataclasses.dataclass
+class SearchOutcome:
+    rows: list[dict]  # one per trial, best first (see `trial_rows`)
+    table_path: pathlib.Path
+    best_path: pathlib.Path | None  # None while no trial has finished
+    finished: bool  # every requested trial ended (done, diverged or error)
+
+
+def run_search(request: SearchRequest, verbose: int = 0) -> SearchOutcome:
+    """Runs (or continues) the search on the connected Ray; writes the table and the best hparams.
+
+    Returns when every trial has ended, or early when Tune was interrupted (SIGINT): then
+    `finished` is False and running `run_search` again continues the search. `verbose` is
+    Tune's console output (0 silent, 1 a status table now and then); a restored search keeps
+    the setting it started with."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    validate(request)
+    request = dataclasses.replace(request, logdir=request.logdir.resolve())
+    if not check_logdir(request):
+        request.logdir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(request.logdir / REQUEST_FILE, json.dumps(request.record(), indent=2))
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, setup=_trial_setup(request)), {"cpu": request.cpus_per_trial}
+    )
+    experiment = request.logdir / TUNE_DIR
+    if tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(request.base, request.space),
+            tune_config=tune.TuneConfig(
+                num_samples=request.trials,
+                search_alg=BasicVariantGenerator(random_state=request.sampler_seed),
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=str(request.logdir),
+                callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
+                verbose=verbose,
+            ),
+        )
+    # Tune adds a TensorBoardX logger of its own unless told not to; the trials' runs already
+    # write full TensorBoard logs under the same logdir, and duplicates would crowd them.
+    previous = os.environ.get(_NO_AUTO_LOGGERS)
+    os.environ[_NO_AUTO_LOGGERS] = "1"
+    try:
+        results = tuner.fit()
+    finally:
+        if previous is None:
+            del os.environ[_NO_AUTO_LOGGERS]
+        else:
+            os.environ[_NO_AUTO_LOGGERS] = previous
+    rows = trial_rows(results, request)
+    table_path = request.logdir / TABLE_FILE
+    write_table(rows, table_path)
+    best_path = None
+    if rows and rows[0]["status"] == "done":
+        best_path = request.logdir / BEST_FILE
+        best = trial_hparams(request.base, {d.key: rows[0][d.key] for d in request.dimensions()})
+        _write_atomically(best_path, hparams_lib.to_json(best) + "\n")
+    finished = len(rows) == request.trials and all(r["status"] != "unfinished" for r in rows)
+    return SearchOutcome(rows, table_path, best_path, finished)
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def trial_rows(results, request: SearchRequest) -> list[dict]:
+    """One dict per trial of a Tune ResultGrid, best final return first. `status`: done,
+    diverged (a non-finite loss), error (the trial raised) or unfinished."""
+    keys = [d.key for d in request.dimensions()]
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        status = metrics.get("outcome") if metrics.get("outcome") in ("done", "diverged") else "unfinished"
+        if result.error is not None:
+            status = "error"
+        trial_id = metrics.get("trial_id") or pathlib.Path(result.path).name
+        final = metrics.get("final_return", math.nan) if status == "done" else math.nan
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "status": status,
+                "final_return": final,
+                "final_return_std": metrics.get("final_return_std", math.nan)
+                if status == "done"
+                else math.nan,
+                "seed_returns": " ".join(f"{x:.6g}" for x in metrics.get("seed_returns", [])),
+                **{key: (result.config or {}).get(key) for key in keys},  # None: not started yet
+                "logdir": str(request.logdir / TRIALS_DIR / trial_id),
+                "error": "" if result.error is None else " ".join(str(result.error).split())[:300],
+            }
+        )
+    rows.sort(
+        key=lambda r: (math.isnan(r["final_return"]), -r["final_return"] if r["status"] == "done" else 0)
+    )
+    return rows
+
+
+def write_table(rows: list[dict], path: pathlib.Path) -> None:
+    """The rows as CSV, ranked (rank 1 = best final return)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["rank", *(rows[0] if rows else ())])
+        writer.writeheader()
+        writer.writerows({"rank": rank, **row} for rank, row in enumerate(rows, 1))
+    os.replace(temporary, path)
+
+
+def format_table(rows: list[dict], limit: int | None = None) -> str:
+    """The best `limit` rows (all by default) as aligned text, without logdirs and errors."""
+    if not rows:
+        return "no trials"
+    columns = [c for c in rows[0] if c not in ("logdir", "error")]
+    cells = [["rank", *columns]]
+    for rank, row in enumerate(rows[:limit], 1):
+        cells.append([str(rank), *(_cell(row[c]) for c in columns)])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    )
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    return "-" if value is None or value == "" else str(value)

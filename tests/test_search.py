@@ -1,0 +1,351 @@
+"""The random search of supplement Table 1: its space, its sampling, and bin/search end to end
+(a tiny search on SmoothieBandit-v0, interrupted with SIGINT and resumed, on a local Ray)."""
+
+import csv
+import dataclasses
+import glob
+import json
+import math
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+from ray import tune
+from ray.tune.search.sample import LogUniform
+from small_runs import ROOT, bandit_hparams
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from smoothie_tf import hparams as hparams_lib
+from smoothie_tf import search
+
+# Table 1 of the supplement, typed in again here: the ranges the search must sample.
+PAPER_RANGES = {
+    "actor_lr": (1e-6, 1e-3),
+    "critic_lr": (1e-6, 1e-3),
+    "reward_scale": (0.01, 0.3),
+    "ou_damping": (1e-4, 1e-3),
+    "ou_stddev": (1e-3, 1.0),
+    "kl_penalty": (1e-6, 4e-2),
+}
+COMMON = {"actor_lr", "critic_lr", "reward_scale"}
+
+
+def shipped(name: str) -> hparams_lib.HParams:
+    return hparams_lib.load(ROOT / "hparams" / f"{name}.json")
+
+
+@pytest.mark.parametrize(
+    "file, keys",
+    [
+        ("smoothie", COMMON),
+        ("smoothie_kl", COMMON | {"kl_penalty"}),
+        ("ddpg", COMMON | {"ou_damping", "ou_stddev"}),
+        ("bandit_smoothie", COMMON),
+    ],
+)
+def test_each_variant_searches_its_own_table_1_keys(file, keys):
+    space = search.param_space(shipped(file))
+    assert set(space) == keys
+    for key, domain in space.items():
+        assert (domain.lower, domain.upper) == PAPER_RANGES[key]
+        assert isinstance(domain.get_sampler(), LogUniform)
+
+
+def ks_to_uniform(u: np.ndarray) -> float:
+    """Kolmogorov–Smirnov distance of the sample u from U(0, 1)."""
+    u = np.sort(u)
+    n = len(u)
+    return float(max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n)))
+
+
+def test_samples_stay_in_range_and_are_log_uniform():
+    n = 4000
+    critical = 1.95 / math.sqrt(n)  # KS at the 0.1% level: 1 - K(1.95) = 0.001
+    for file in ("ddpg", "smoothie_kl"):
+        for i, (key, domain) in enumerate(search.param_space(shipped(file)).items()):
+            low, high = PAPER_RANGES[key]
+            x = np.asarray(domain.sample(size=n, random_state=np.random.default_rng(i)))
+            assert np.all((x >= low) & (x <= high)), key
+            u = (np.log(x) - math.log(low)) / (math.log(high) - math.log(low))
+            assert ks_to_uniform(u) < critical, key
+            # The same test tells linear-uniform sampling apart: its log values pile up at the top.
+            linear = np.asarray(tune.uniform(low, high).sample(size=n, random_state=np.random.default_rng(i)))
+            linear_u = (np.log(linear) - math.log(low)) / (math.log(high) - math.log(low))
+            assert ks_to_uniform(linear_u) > 5 * critical, key
+
+
+def test_a_trial_trains_the_base_hparams_with_its_sampled_values():
+    base = shipped("ddpg")
+    hp = search.trial_hparams(base, {"actor_lr": 3e-5, "ou_stddev": np.float64(0.5)})
+    assert (hp.actor_lr, hp.ou_stddev) == (3e-5, 0.5) and type(hp.ou_stddev) is float
+    assert dataclasses.replace(hp, actor_lr=base.actor_lr, ou_stddev=base.ou_stddev) == base
+    with pytest.raises(hparams_lib.HParamsError, match="discount"):
+        search.trial_hparams(base, {"discount": 1.5})
+
+
+def test_ranges_can_be_changed_or_added_and_bad_requests_are_refused(tmp_path):
+    smoothie = shipped("smoothie")
+    space = search.with_ranges(["actor_lr=1e-5:1e-4", "log_variance_lr=1e-6:1e-4"], smoothie)
+    ranges = {d.key: (d.low, d.high) for d in search.dimensions_for(smoothie, space)}
+    assert ranges == {
+        "actor_lr": (1e-5, 1e-4),
+        "critic_lr": PAPER_RANGES["critic_lr"],
+        "reward_scale": PAPER_RANGES["reward_scale"],
+        "log_variance_lr": (1e-6, 1e-4),
+    }
+    with pytest.raises(search.SearchError, match="unknown hparam key 'actr_lr' .did you mean 'actor_lr'"):
+        search.with_ranges(["actr_lr=1e-5:1e-3"], smoothie)
+    with pytest.raises(search.SearchError, match="kl_penalty is searched for smoothie_kl only"):
+        search.with_ranges(["kl_penalty=1e-4:1e-2"], smoothie)
+    with pytest.raises(search.SearchError, match="batch_size is not a real-valued"):
+        search.with_ranges(["batch_size=32:256"], smoothie)
+
+    request = search.SearchRequest("SmoothieBandit-v0", smoothie, tmp_path)
+    search.validate(request)
+    bad = {
+        "trials must be an integer >= 1": {"trials": 0},
+        "seeds must be an integer >= 1": {"seeds": 0},
+        "range of actor_lr is empty": {"space": search.with_ranges(["actor_lr=1e-3:1e-3"], smoothie)},
+        "must be finite and > 0": {"space": search.with_ranges(["critic_lr=0:1e-3"], smoothie)},
+        "discount must be in": {"space": search.with_ranges(["discount=0.9:1.5"], smoothie)},
+        "cpus_per_trial must be > 0": {"cpus_per_trial": 0.0},
+    }
+    for message, change in bad.items():
+        with pytest.raises(search.SearchError, match=message):
+            search.validate(dataclasses.replace(request, **change))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- bin/search ---------------------------------------------------------------------------------
+
+
+def search_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bin" / "search"), *args]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trials=0"], "trials must be an integer >= 1, got 0"),
+        (["--range=actr_lr=1e-5:1e-3"], "unknown hparam key 'actr_lr'"),
+        (["--range=actor_lr=1e-3:1e-5"], "range of actor_lr is empty: low 0.001 >= high 1e-05"),
+        (["--range=ou_stddev=1e-3:1e-1"], "ou_stddev is searched for ddpg only"),
+        (["--seeds=0"], "seeds must be an integer >= 1"),
+        (["--env=NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
+        (["--address=127.0.0.1:1"], "nothing answers at Ray address 127.0.0.1:1"),
+    ],
+)
+def test_a_bad_request_gets_one_line_and_exit_2(tmp_path, args, message):
+    logdir = tmp_path / "search"
+    defaults = ["--env=SmoothieBandit-v0", f"--hparams={ROOT / 'hparams' / 'bandit_smoothie.json'}"]
+    command = search_command(*defaults, f"--logdir={logdir}", *args)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bin/search: error: ") and message in lines[0], lines
+    assert not logdir.exists()
+
+
+# --- a tiny search, end to end ------------------------------------------------------------------
+
+
+def done_trials(logdir: pathlib.Path) -> list[str]:
+    """Trials whose last result in Tune's log is their final one."""
+    done = []
+    for path in glob.glob(str(logdir / "tune" / "*" / "result.json")):
+        lines = pathlib.Path(path).read_text().splitlines()
+        try:
+            if lines and json.loads(lines[-1]).get("outcome") == "done":
+                done.append(pathlib.Path(path).parent.name)
+        except json.JSONDecodeError:  # a line being written
+            pass
+    return done
+
+
+def trial_snapshot(logdir: pathlib.Path, trial_id: str) -> dict:
+    """Every file of the trial's runs with its mtime and size, and its count of Tune results."""
+    runs = logdir / "trials" / trial_id
+    files = {str(p.relative_to(runs)): (p.stat().st_mtime_ns, p.stat().st_size) for p in runs.rglob("*")}
+    results = (logdir / "tune" / trial_id / "result.json").read_text().count("\n")
+    return {"files": files, "results": results}
+
+
+def read_table(logdir: pathlib.Path) -> list[dict]:
+    with open(logdir / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclasses.dataclass
+class TinySearch:
+    logdir: pathlib.Path
+    base: hparams_lib.HParams
+    interrupted: subprocess.CompletedProcess
+    table_when_interrupted: list[dict]
+    snapshots_when_interrupted: dict
+    resumed: subprocess.CompletedProcess
+    snapshots_when_resumed: dict
+    restored: subprocess.CompletedProcess
+    snapshots_when_restored: dict
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory) -> TinySearch:
+    """3 trials x 2 seeds x 200 steps of small networks: stopped with SIGINT 2 s after the first
+    trial ends, resumed to the end, then run once more."""
+    directory = tmp_path_factory.mktemp("search")
+    base = bandit_hparams(total_steps=200, eval_interval=100, checkpoint_interval=100)
+    base_file = directory / "small_bandit.json"
+    base_file.write_text(hparams_lib.to_json(base))
+    logdir = directory / "search"
+    command = search_command(
+        "--env=SmoothieBandit-v0", f"--hparams={base_file}", "--trials=3", "--seeds=2", f"--logdir={logdir}"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def snapshots():
+        return {trial: trial_snapshot(logdir, trial) for trial in done_trials(logdir)}
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 400
+        while not done_trials(logdir) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    interrupted = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    table_when_interrupted, snapshots_when_interrupted = read_table(logdir), snapshots()
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+    snapshots_when_resumed = snapshots()
+    restored = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    return TinySearch(
+        logdir,
+        base,
+        interrupted,
+        table_when_interrupted,
+        snapshots_when_interrupted,
+        resumed,
+        snapshots_when_resumed,
+        restored,
+        snapshots(),
+    )
+
+
+def test_sigint_stops_the_search_with_a_resume_hint(tiny_search):
+    result = tiny_search.interrupted
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "run the same command again to resume" in result.stderr.strip().splitlines()[-1]
+    statuses = [row["status"] for row in tiny_search.table_when_interrupted]
+    assert "done" in statuses and "unfinished" in statuses, statuses
+
+
+def test_the_resumed_search_keeps_finished_trials_and_ends_the_others(tiny_search):
+    assert tiny_search.resumed.returncode == 0, tiny_search.resumed.stderr[-3000:]
+    finished_before = tiny_search.snapshots_when_interrupted
+    assert finished_before
+    for trial, snapshot in finished_before.items():
+        assert tiny_search.snapshots_when_resumed[trial] == snapshot, trial
+    rows = read_table(tiny_search.logdir)
+    assert len(rows) == 3 and {row["status"] for row in rows} == {"done"}
+    # The same three trials, not a new search: the finished ones with their results.
+    assert {row["trial_id"] for row in rows} == {
+        row["trial_id"] for row in tiny_search.table_when_interrupted
+    }
+    assert len(list((tiny_search.logdir / "trials").iterdir())) == 3
+    before = {row["trial_id"]: row["final_return"] for row in tiny_search.table_when_interrupted}
+    for row in rows:
+        if row["trial_id"] in finished_before:
+            assert row["final_return"] == before[row["trial_id"]]
+
+
+def test_restoring_a_finished_search_reruns_no_trial(tiny_search):
+    assert tiny_search.restored.returncode == 0, tiny_search.restored.stderr[-3000:]
+    assert len(tiny_search.snapshots_when_restored) == 3
+    assert tiny_search.snapshots_when_restored == tiny_search.snapshots_when_resumed
+    table = tiny_search.restored.stdout[tiny_search.restored.stdout.index("rank  trial_id") :]
+    assert table in tiny_search.resumed.stdout
+
+
+def last_eval_return(run: pathlib.Path) -> tuple[int, float]:
+    accumulator = event_accumulator.EventAccumulator(str(run), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    event = max(accumulator.Tensors("eval/mean_return"), key=lambda e: e.step)
+    return event.step, float(tensor_util.make_ndarray(event.tensor_proto))
+
+
+def test_the_table_ranks_trials_by_mean_final_return_over_seeds(tiny_search):
+    rows = read_table(tiny_search.logdir)
+    finals = [float(row["final_return"]) for row in rows]
+    assert finals == sorted(finals, reverse=True)
+    assert [int(row["rank"]) for row in rows] == [1, 2, 3]
+    for row in rows:
+        runs = [pathlib.Path(row["logdir"]) / f"seed{seed}" for seed in range(2)]
+        evaluations = [last_eval_return(run) for run in runs]  # TensorBoard sees every run
+        assert [step for step, _ in evaluations] == [200, 200]
+        seed_returns = [float(x) for x in row["seed_returns"].split()]
+        np.testing.assert_allclose(seed_returns, [value for _, value in evaluations], rtol=1e-5)
+        assert float(row["final_return"]) == pytest.approx(np.mean(seed_returns), rel=1e-5)
+        for key in COMMON:
+            low, high = PAPER_RANGES[key]
+            assert low <= float(row[key]) <= high
+    assert "rank  trial_id" in tiny_search.resumed.stdout
+
+
+def test_the_best_configuration_is_a_ready_hparams_file(tiny_search):
+    best_row = read_table(tiny_search.logdir)[0]
+    best = hparams_lib.load(tiny_search.logdir / "best_hparams.json")
+    hparams_lib.validate(best)
+    sampled = {key: float(best_row[key]) for key in COMMON}
+    assert best == search.trial_hparams(tiny_search.base, sampled)
+    trained = json.loads((pathlib.Path(best_row["logdir"]) / "seed0" / "hparams.json").read_text())
+    assert hparams_lib.from_dict(trained["hparams"]) == best
+    assert f"best hparams: {tiny_search.logdir / 'best_hparams.json'}" in tiny_search.resumed.stdout
+
+
+def test_trials_are_ranked_by_final_return_whatever_their_state(tmp_path):
+    def result(trial_id, metrics, config=None, error=None):
+        config = {"actor_lr": 1e-4, "critic_lr": 1e-3, "reward_scale": 0.1} if config is None else config
+        return types.SimpleNamespace(metrics=metrics, config=config, error=error, path=f"/tune/{trial_id}")
+
+    done = {"outcome": "done", "final_return_std": 0.5}
+    results = [
+        result("t1", {"trial_id": "t1", "final_return": 1.0, "seed_returns": [0.5, 1.5]} | done),
+        result("t2", {"trial_id": "t2", "outcome": "diverged", "final_return": math.nan}),
+        result("t3", {"trial_id": "t3", "final_return": 2.0, "seed_returns": [1.5, 2.5]} | done),
+        result("t4", {"trial_id": "t4", "outcome": "running", "final_return": math.nan}),
+        result("t5", {"trial_id": "t5", "outcome": "running"}, error=RuntimeError("worker\n died")),
+        result("t6", {}, config={}),  # created, never started
+    ]
+    request = search.SearchRequest("SmoothieBandit-v0", shipped("smoothie"), tmp_path, trials=6)
+    rows = search.trial_rows(results, request)
+    assert [(r["trial_id"], r["status"]) for r in rows] == [
+        ("t3", "done"),
+        ("t1", "done"),
+        ("t2", "diverged"),
+        ("t4", "unfinished"),
+        ("t5", "error"),
+        ("t6", "unfinished"),
+    ]
+    assert rows[0]["seed_returns"] == "1.5 2.5" and rows[4]["error"] == "worker died"
+    assert rows[0]["logdir"] == str(tmp_path / "trials" / "t3") and rows[5]["actor_lr"] is None
+    search.write_table(rows, tmp_path / "trials.csv")
+    table = read_table(tmp_path)
+    assert [row["rank"] for row in table] == ["1", "2", "3", "4", "5", "6"]
+    assert float(table[0]["final_return"]) == 2.0 and table[0]["actor_lr"] == "0.0001"
+    printed = search.format_table(rows, limit=2).splitlines()
+    assert printed[0].split() == [
+        "rank", "trial_id", "status", "final_return", "final_return_std", "seed_returns",
+        "actor_lr", "critic_lr", "reward_scale",
+    ]  # fmt: skip
+    assert printed[1].split() == ["1", "t3", "done", "2", "0.5", "1.5", "2.5", "0.0001", "0.001", "0.1"]
+    assert len(printed) == 3
