@@ -24,13 +24,15 @@ def test_every_spec_key_is_declared_and_documented():
         assert key in docs and len(docs[key]) > 10, key
 
 
-@pytest.mark.parametrize("name", ["smoothie", "smoothie_kl", "ddpg", "bandit_smoothie", "bandit_ddpg"])
+@pytest.mark.parametrize(
+    "name", ["smoothie", "smoothie_kl", "smoothie_slow_variance", "ddpg", "bandit_smoothie", "bandit_ddpg"]
+)
 def test_shipped_files_load_and_validate(name):
     hp = hparams_lib.load(ROOT / "hparams" / f"{name}.json")
     hparams_lib.validate(hp)
 
 
-@pytest.mark.parametrize("name", ["smoothie", "smoothie_kl", "ddpg"])
+@pytest.mark.parametrize("name", ["smoothie", "smoothie_kl", "smoothie_slow_variance", "ddpg"])
 def test_mujoco_files_use_the_papers_fixed_values_and_ranges(name):
     hp = hparams_lib.load(ROOT / "hparams" / f"{name}.json")
     assert (hp.discount, hp.target_lag, hp.batch_size, hp.grad_clip, hp.updates_per_step, hp.huber_delta) == (
@@ -44,12 +46,16 @@ def test_mujoco_files_use_the_papers_fixed_values_and_ranges(name):
     assert 1e-6 <= hp.actor_lr <= 1e-3 and 1e-6 <= hp.critic_lr <= 1e-3 and 0.01 <= hp.reward_scale <= 0.3
     if name == "smoothie_kl":
         assert 1e-6 <= hp.kl_penalty <= 4e-2
+    if name == "smoothie_slow_variance":
+        assert (hp.agent, hp.kl_penalty, hp.log_variance_lr) == ("smoothie", 0.0, 1e-5)
     if name == "ddpg":
         assert 1e-4 <= hp.ou_damping <= 1e-3 and 1e-3 <= hp.ou_stddev <= 1.0
     assert hp.actor_hidden == [400, 300] and hp.critic_state_embedding == 400 and hp.critic_hidden == [300]
 
 
-@pytest.mark.parametrize("name", ["smoothie", "smoothie_kl", "ddpg", "bandit_smoothie", "bandit_ddpg"])
+@pytest.mark.parametrize(
+    "name", ["smoothie", "smoothie_kl", "smoothie_slow_variance", "ddpg", "bandit_smoothie", "bandit_ddpg"]
+)
 def test_the_readme_says_where_every_value_of_a_file_comes_from(name):
     readme = (ROOT / "hparams" / "README.md").read_text()
     section = readme.split("## The synthetic task")[1 if name.startswith("bandit") else 0]
