@@ -214,20 +214,20 @@ def tiny_search(tmp_path_factory) -> TinySearch:
 
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 900
         while not done_trials(logdir) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
     interrupted = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     table_when_interrupted, snapshots_when_interrupted = read_table(logdir), snapshots()
-    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     snapshots_when_resumed = snapshots()
-    restored = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    restored = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     return TinySearch(
         logdir,
         base,
