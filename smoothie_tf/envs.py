@@ -1,5 +1,6 @@
-"""Environments: `make_env` for any Gymnasium task with a Box action space, and the paper's
-synthetic task `SmoothieBandit-v0` (registered on import).
+"""Environments: `make_env` for any Gymnasium task with a Box action space, the paper's
+synthetic task `SmoothieBandit-v0`, and the linear-quadratic task `SmoothieLQR-v0` (both
+registered on import; `smoothie_tf.lqr` has the latter's closed forms).
 
 `make_env` casts observations to float32, the learner's dtype (MuJoCo's are float64).
 
@@ -18,13 +19,17 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 
+from smoothie_tf.lqr import checked_matrices
+
 BANDIT_ID = "SmoothieBandit-v0"
+LQR_ID = "SmoothieLQR-v0"
 # (height h, centre c, width w): a local optimum at 0, where the policy starts, and the global one.
 DEFAULT_BUMPS = ((0.5, 0.0, 0.3), (1.0, 1.5, 0.3))
 
 
 class EnvError(ValueError):
-    """An environment the project cannot train on (unknown id, discrete or unbounded actions)."""
+    """An environment the project cannot train on (unknown id, discrete or unbounded actions,
+    bad arguments)."""
 
 
 def bump_reward(a, bumps: Sequence[tuple[float, float, float]] = DEFAULT_BUMPS) -> np.ndarray:
@@ -77,6 +82,94 @@ class SmoothieBandit(gym.Env):
 
 if BANDIT_ID not in gym.registry:
     gym.register(id=BANDIT_ID, entry_point=SmoothieBandit)
+
+
+# The linear-quadratic task's defaults (state dimension 3, action dimension 2). A has the
+# eigenvalues 1 (an integrator, state 0) and 0.9 ± 0.3i (|λ| ≈ 0.949, a damped oscillation of
+# states 1 and 2), so ρ(A) = 1: the uncontrolled state drifts like a random walk, yet the
+# discounted problem is well posed at K = 0 for every discount, since sqrt(γ)·ρ(A) < 1 iff
+# γ < 1/ρ(A)² = 1. The actions drive the oscillator only (B = [0; I]); the integrator is
+# reached through A's coupling 0.2, so the task is controllable but not trivially so.
+LQR_DEFAULTS = {
+    "A": ((1.0, 0.2, 0.0), (0.0, 0.9, 0.3), (0.0, -0.3, 0.9)),
+    "B": ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0)),
+    "Q": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    "R": ((1.0, 0.2), (0.2, 0.6)),
+    "W": ((0.01, 0.0, 0.0), (0.0, 0.01, 0.0), (0.0, 0.0, 0.01)),
+    "initial_covariance": ((0.25, 0.0, 0.0), (0.0, 0.25, 0.0), (0.0, 0.0, 0.25)),
+}
+# |a_i| ≤ 5. With the defaults the optimal policy's actions on visited states stay below half of
+# it for discounts up to 0.995 (about 1.5 at most over 2000 episodes; tests/test_envs.py checks).
+LQR_ACTION_BOUND = 5.0
+LQR_EPISODE_STEPS = 200
+
+
+class LinearQuadraticEnv(gym.Env):
+    """The discounted linear-quadratic task: s' = A s + B a + w, w ~ N(0, W); reward
+    r = −(sᵀQs + aᵀRa) with s the state before the step and a the action clipped to the Box
+    [−action_bound, action_bound]^m; s0 ~ N(0, Σ0). The observation is the state (float32 [n],
+    unbounded Box); episodes are never terminated (gymnasium.make truncates them after 200
+    steps). s0 and every w come from `self.np_random` alone, so reset(seed=n) and the same
+    actions replay an episode exactly.
+
+    Matrices (nested lists or arrays; `LQR_DEFAULTS` otherwise): A [n, n], B [n, m], Q [n, n]
+    and W [n, n] symmetric PSD, R [m, m] and initial_covariance Σ0 [n, n] symmetric PD; a bad
+    one is a ValueError naming it. They are float64 arrays on the env, as A, B, Q, R, W and
+    initial_covariance. `action_bound`: a positive number, or one per action dimension.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        A=LQR_DEFAULTS["A"],
+        B=LQR_DEFAULTS["B"],
+        Q=LQR_DEFAULTS["Q"],
+        R=LQR_DEFAULTS["R"],
+        W=LQR_DEFAULTS["W"],
+        initial_covariance=LQR_DEFAULTS["initial_covariance"],
+        action_bound=LQR_ACTION_BOUND,
+    ):
+        matrices = checked_matrices(A, B, Q, R, W, initial_covariance)
+        for name, matrix in matrices.items():
+            matrix.setflags(write=False)
+            setattr(self, name, matrix)
+        n, m = self.B.shape
+        try:
+            bound = np.broadcast_to(np.asarray(action_bound, dtype=np.float64), (m,)).copy()
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"action_bound must be a number or {m} numbers, got {action_bound!r}") from error
+        if not np.all(np.isfinite(bound) & (bound > 0)):
+            raise ValueError(f"action_bound must be positive and finite, got {action_bound!r}")
+        self.action_space = gym.spaces.Box(
+            -bound.astype(np.float32), bound.astype(np.float32), dtype=np.float32
+        )
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
+        # Square roots for sampling: L Lᵀ = Σ0 (Σ0 is PD), F Fᵀ = W (W may be singular).
+        self._initial_factor = np.linalg.cholesky(self.initial_covariance)
+        eigenvalues, eigenvectors = np.linalg.eigh(self.W)
+        self._noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+        self.state: np.ndarray | None = None  # float64 [n]; the observation is its float32 copy
+
+    def reset(self, *, seed: int | None = None, options=None):
+        super().reset(seed=seed)
+        self.state = self._initial_factor @ self.np_random.standard_normal(self.A.shape[0])
+        return self.state.astype(np.float32), {}
+
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64).reshape(self.B.shape[1])
+        action = np.clip(action, self.action_space.low, self.action_space.high)
+        s = self.state
+        reward = -float(s @ self.Q @ s + action @ self.R @ action)
+        noise = self._noise_factor @ self.np_random.standard_normal(self.A.shape[0])
+        self.state = self.A @ s + self.B @ action + noise
+        return self.state.astype(np.float32), reward, False, False, {}
+
+
+if LQR_ID not in gym.registry:
+    gym.register(id=LQR_ID, entry_point=LinearQuadraticEnv, max_episode_steps=LQR_EPISODE_STEPS)
 
 
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
