@@ -1,6 +1,7 @@
 """Learning curves from runs' TensorBoard event files: evaluation return against environment
 steps, grouped by configuration (env and hparams, every seed of one configuration together),
-with the mean across seeds and its spread (min to max)."""
+with the mean across seeds and its spread (min to max), or (aggregate "iqm") the interquartile
+mean across seeds and its 95% stratified-bootstrap interval (smoothie_tf.aggregate)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ class Group:
             common = np.intersect1d(common, run.steps)
         values = np.stack([run.returns[np.searchsorted(run.steps, common)] for run in self.runs])
         return common, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+
+    def iqm_curve(
+        self, reps: int = 2000, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(steps, IQM, low, high) over the steps every seed has reached: the interquartile mean
+        across seeds and its 95% stratified-bootstrap interval (`aggregate.iqm_curve`)."""
+        from smoothie_tf import aggregate
+
+        curve = aggregate.iqm_curve(self.runs, reps, seed)
+        return curve.steps, curve.iqm, curve.low, curve.high
 
     def final(self) -> dict:
         """The last evaluation every seed has: step, mean and std across seeds, per-seed values."""
@@ -129,8 +140,29 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     return sorted(groups, key=lambda g: (g.env, g.label))
 
 
-def plot(groups: Sequence[Group], out: str | pathlib.Path, title: str | None = None) -> None:
-    """One panel per environment: each group's mean curve and its min-max band across seeds."""
+AGGREGATES = ("mean", "iqm")
+
+
+def curve_label(group: Group, steps: np.ndarray) -> str:
+    """The legend of a group's curve over `steps`, saying where a lagging seed cuts it short."""
+    label = f"{group.label} ({len(group.runs)} seeds)"
+    if len(steps) and steps[-1] < max(run.steps[-1] for run in group.runs if len(run.steps)):
+        label += f", cut at {steps[-1]}: a seed ends there"
+    return label
+
+
+def plot(
+    groups: Sequence[Group],
+    out: str | pathlib.Path,
+    title: str | None = None,
+    aggregate: str = "mean",
+    reps: int = 2000,
+    seed: int = 0,
+) -> None:
+    """One panel per environment: each group's mean curve and its min-max band across seeds, or
+    (aggregate "iqm") its IQM curve and 95% interval band, of `reps` bootstrap resamples."""
+    if aggregate not in AGGREGATES:
+        raise PlotError(f"unknown aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,14 +172,15 @@ def plot(groups: Sequence[Group], out: str | pathlib.Path, title: str | None = N
     figure, axes = plt.subplots(1, len(envs), figsize=(6.5 * len(envs), 4.5), squeeze=False)
     for axis, env in zip(axes[0], envs, strict=True):
         for group in (g for g in groups if g.env == env):
-            steps, mean, low, high = group.curve()
+            steps, center, low, high = group.curve() if aggregate == "mean" else group.iqm_curve(reps, seed)
             if len(steps) == 0:
                 continue
-            (line,) = axis.plot(steps, mean, label=f"{group.label} ({len(group.runs)} seeds)")
+            (line,) = axis.plot(steps, center, label=curve_label(group, steps))
             axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         axis.set_title(title or env)
         axis.set_xlabel("environment steps")
-        axis.set_ylabel("evaluation return (mean action)")
+        spread = "mean across seeds, min-max band" if aggregate == "mean" else "IQM across seeds, 95% CI band"
+        axis.set_ylabel(f"evaluation return (mean action)\n{spread}")
         axis.grid(alpha=0.3)
         axis.legend(loc="upper left", fontsize="small")
     figure.tight_layout()

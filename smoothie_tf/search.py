@@ -9,10 +9,14 @@ fixed values included, comes from the base file.
 A trial trains the base hparams with its sampled values for `seeds` seeds (0, 1, ...: the
 same seeds in every trial, so configurations are compared on the same random numbers), each a
 `training.Trainer` run in `<logdir>/trials/<trial id>/seed<k>`; after every evaluation the
-trial reports it to Tune, and its score is the mean over seeds of the final evaluation
-returns. Tune's own experiment state lives in `<logdir>/tune`; `run_search` on a logdir that
-holds one restores it (`Tuner.restore`): finished trials are kept, unfinished ones start
-again and their runs resume from their last checkpoints.
+trial reports it to Tune. Its score, which ranks it, is the mean over seeds of each seed's
+score (`SCORES`, `run_score`): "last", the final evaluation return (the default), or
+"second_half_mean", the mean evaluation return over the second half of the run. A trial that
+diverges (a non-finite loss) stops there and ranks after every finished trial, whatever its
+evaluations so far; one that errs or has not finished ranks after those. Tune's own experiment
+state lives in `<logdir>/tune`; `run_search` on a logdir that holds one restores it
+(`Tuner.restore`): finished trials are kept, unfinished ones start again and their runs resume
+from their last checkpoints. A search is resumed only with the score it started with.
 """
 
 from __future__ import annotations
@@ -136,6 +140,7 @@ class SearchRequest:
     space: tuple[Dimension, ...] = TABLE_1
     cpus_per_trial: float = 1.0
     sampler_seed: int = 0
+    score: str = "last"  # what ranks the trials: a key of SCORES
 
     def dimensions(self) -> tuple[Dimension, ...]:
         return dimensions_for(self.base, self.space)
@@ -149,12 +154,15 @@ class SearchRequest:
             "trials": self.trials,
             "seeds": self.seeds,
             "sampler_seed": self.sampler_seed,
+            "score": self.score,
         }
 
 
 def validate(request: SearchRequest) -> None:
     """Raises SearchError (or HParamsError for the base hparams) when the request cannot run."""
     hparams_lib.validate(request.base)
+    if request.score not in SCORES:
+        raise SearchError(f"unknown score {request.score!r}; choose one of {', '.join(SCORES)}")
     for name in ("trials", "seeds"):
         if not (isinstance(getattr(request, name), int) and getattr(request, name) >= 1):
             raise SearchError(f"{name} must be an integer >= 1, got {getattr(request, name)!r}")
@@ -193,6 +201,36 @@ def trial_hparams(base: hparams_lib.HParams, config: dict) -> hparams_lib.HParam
     return hp
 
 
+# --- a trial's score ----------------------------------------------------------------------------
+
+SCORES = {  # name -> what it is, per seed; a trial's score is its mean over seeds
+    "last": "the final evaluation return",
+    "second_half_mean": "the mean evaluation return at steps > total_steps / 2",
+}
+
+
+def run_score(steps: list[int], returns: list[float], total_steps: int, score: str) -> float:
+    """One run's score from its evaluations: `steps` ascending, `returns` the mean evaluation
+    returns at those steps (any sequences, NumPy arrays included).
+
+    last: the return of the latest evaluation.
+    second_half_mean: the mean return of the evaluations at steps strictly greater than
+        total_steps / 2. A run evaluates every eval_interval steps and at total_steps, so a run
+        that finished always has one: 300000 steps evaluated every 10000 count the 15 at
+        160000, 170000, ..., 300000 (not the one at 150000).
+    NaN when no evaluation counts (a run with none, or stopped before its second half); a run
+    stopped within its second half scores the evaluations it has there. A trial does not score a
+    run that diverged: the trial stops and ranks after every finished one (`trial_rows`)."""
+    if score not in SCORES:
+        raise SearchError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    if len(steps) != len(returns):
+        raise ValueError(f"{len(steps)} evaluation steps but {len(returns)} returns")
+    if score == "last":
+        return float(returns[-1]) if len(returns) else math.nan
+    counted = [float(value) for step, value in zip(steps, returns, strict=True) if step > total_steps / 2]
+    return math.fsum(counted) / len(counted) if counted else math.nan
+
+
 # --- one trial, inside a Ray worker -------------------------------------------------------------
 
 
@@ -220,7 +258,7 @@ def run_trial(config: dict, setup: dict) -> None:
     from ray import tune
 
     _import_tensorflow(setup["threads"])
-    from smoothie_tf import training
+    from smoothie_tf import plotting, training
 
     warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
 
@@ -233,25 +271,32 @@ def run_trial(config: dict, setup: dict) -> None:
     def report(seed: int, step: int, eval_return: float) -> None:
         tune.report(
             {"seed": seed, "step": step, "eval_return": eval_return, "seeds_done": len(finals)}
-            | {"final_return": math.nan, "outcome": "running"}
+            | {"final_return": math.nan, "score": math.nan, "outcome": "running"}
         )
 
     hp = trial_hparams(hparams_lib.from_dict(setup["base"]), config)
     trial_dir = pathlib.Path(setup["logdir"]) / TRIALS_DIR / tune.get_context().get_trial_id()
     finals: list[float] = []
+    scores: list[float] = []
     outcome = "done"
     for seed in range(setup["seeds"]):
-        trainer = ReportingTrainer(setup["env"], hp, seed, trial_dir / f"seed{seed}")
+        run_dir = trial_dir / f"seed{seed}"
+        trainer = ReportingTrainer(setup["env"], hp, seed, run_dir)
         try:
             finals.append(float(trainer.run()["last_eval_return"]))
         except training.NonFiniteLossError:
             finals.append(math.nan)  # a configuration that diverges ranks last; no more seeds
+            scores.append(math.nan)
             outcome = "diverged"
             break
+        # From the run's event files: a run resumed from a checkpoint reports to this worker only
+        # the evaluations after it.
+        scores.append(run_score(*plotting.eval_returns(run_dir), hp.total_steps, setup["score"]))
     tune.report(
         {"seed": seed, "step": trainer.step, "eval_return": finals[-1], "seeds_done": len(finals)}
         | {"final_return": float(np.mean(finals)), "final_return_std": float(np.std(finals))}
-        | {"seed_returns": finals, "outcome": outcome}
+        | {"score": float(np.mean(scores)), "score_std": float(np.std(scores)), "seed_scores": scores}
+        | {"seed_returns": finals, "ranked_by": setup["score"], "outcome": outcome}
     )
 
 
@@ -266,6 +311,7 @@ def _trial_setup(request: SearchRequest) -> dict:
         "logdir": str(request.logdir.resolve()),
         "seeds": request.seeds,
         "threads": max(1, round(request.cpus_per_trial)),
+        "score": request.score,
     }
 
 
@@ -325,6 +371,13 @@ def check_logdir(request: SearchRequest) -> bool:
     except json.JSONDecodeError as error:
         raise SearchError(f"{saved} is not valid JSON: {error}") from error
     record = json.loads(json.dumps(request.record()))  # tuples as lists, as when read back
+    if isinstance(previous, dict):
+        previous.setdefault("score", "last")  # a search recorded before scores could be chosen
+        if previous["score"] != record["score"] and {**previous, "score": record["score"]} == record:
+            raise SearchError(
+                f"{request.logdir} holds this search ranked by --score={previous['score']}; resume it "
+                f"with --score={previous['score']}, or choose another --logdir for --score={record['score']}"
+            )
     if previous != record:
         changed = sorted(k for k in record.keys() | previous.keys() if previous.get(k) != record.get(k))
         raise SearchError(
@@ -410,8 +463,11 @@ def _write_atomically(path: pathlib.Path, text: str) -> None:
 
 
 def trial_rows(results, request: SearchRequest) -> list[dict]:
-    """One dict per trial of a Tune ResultGrid, best final return first. `status`: done,
-    diverged (a non-finite loss), error (the trial raised) or unfinished."""
+    """One dict per trial of a Tune ResultGrid, best first: finished trials by their score
+    (`request.score`, named in the column `ranked_by`), highest first, then the others in
+    Tune's order. `status`: done, diverged (a non-finite loss), error (the trial raised) or
+    unfinished; only a done trial has a score. `final_return` is the mean final evaluation
+    return over seeds whatever the score."""
     keys = [d.key for d in request.dimensions()]
     rows = []
     for result in results:
@@ -421,10 +477,15 @@ def trial_rows(results, request: SearchRequest) -> list[dict]:
             status = "error"
         trial_id = metrics.get("trial_id") or pathlib.Path(result.path).name
         final = metrics.get("final_return", math.nan) if status == "done" else math.nan
+        score = metrics.get("score", final if request.score == "last" else math.nan)  # (older trials)
         rows.append(
             {
                 "trial_id": trial_id,
                 "status": status,
+                "ranked_by": request.score,
+                "score": score if status == "done" else math.nan,
+                "score_std": metrics.get("score_std", math.nan) if status == "done" else math.nan,
+                "seed_scores": " ".join(f"{x:.6g}" for x in metrics.get("seed_scores", [])),
                 "final_return": final,
                 "final_return_std": metrics.get("final_return_std", math.nan)
                 if status == "done"
@@ -435,14 +496,12 @@ def trial_rows(results, request: SearchRequest) -> list[dict]:
                 "error": "" if result.error is None else " ".join(str(result.error).split())[:300],
             }
         )
-    rows.sort(
-        key=lambda r: (math.isnan(r["final_return"]), -r["final_return"] if r["status"] == "done" else 0)
-    )
+    rows.sort(key=lambda r: (math.isnan(r["score"]), -r["score"] if r["status"] == "done" else 0))
     return rows
 
 
 def write_table(rows: list[dict], path: pathlib.Path) -> None:
-    """The rows as CSV, ranked (rank 1 = best final return)."""
+    """The rows as CSV, ranked (rank 1 = best score)."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "w", newline="") as f:
         writer = csv.DictWriter(f, ["rank", *(rows[0] if rows else ())])
@@ -452,10 +511,13 @@ def write_table(rows: list[dict], path: pathlib.Path) -> None:
 
 
 def format_table(rows: list[dict], limit: int | None = None) -> str:
-    """The best `limit` rows (all by default) as aligned text, without logdirs and errors."""
+    """The best `limit` rows (all by default) as aligned text, without the columns that only the
+    CSV file keeps (the score's name, the spread and per-seed values of the final returns,
+    logdirs and errors)."""
     if not rows:
         return "no trials"
-    columns = [c for c in rows[0] if c not in ("logdir", "error")]
+    hidden = ("ranked_by", "final_return_std", "seed_returns", "logdir", "error")
+    columns = [c for c in rows[0] if c not in hidden]
     cells = [["rank", *columns]]
     for rank, row in enumerate(rows[:limit], 1):
         cells.append([str(rank), *(_cell(row[c]) for c in columns)])

@@ -90,3 +90,64 @@ def test_bad_input_gets_one_line_and_exit_2(runs_root, tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bin/plot: error:") and message in lines[0], lines
     assert not (tmp_path / "figure.jpg").exists()
+
+
+# --- IQM curves (--aggregate=iqm) ----------------------------------------------------------------
+
+
+def synthetic_group(lengths=(4, 4, 4, 2)) -> plotting.Group:
+    """Seeds evaluated at 100, 200, ... with returns 10·seed + step/100 + a seed-dependent wobble."""
+    runs = []
+    for seed, length in enumerate(lengths):
+        steps = np.arange(1, length + 1) * 100
+        returns = 10.0 * seed + steps / 100 + np.sin(seed * steps)
+        runs.append(plotting.Run(ROOT / f"seed{seed}", "Hopper-v4", seed, {}, steps, returns))
+    return plotting.Group("smoothie", "Hopper-v4", runs)
+
+
+def test_iqm_curves_are_those_of_aggregate_and_a_cut_curve_says_so(tmp_path):
+    from smoothie_tf import aggregate
+
+    group = synthetic_group()
+    steps, iqm, low, high = group.iqm_curve(reps=200, seed=1)
+    expected = aggregate.iqm_curve(group.runs, reps=200, seed=1)
+    np.testing.assert_array_equal(steps, [100, 200])  # seed 3 stops at 200
+    for mine, theirs in ((iqm, expected.iqm), (low, expected.low), (high, expected.high)):
+        np.testing.assert_array_equal(mine, theirs)
+    values = np.stack([run.returns[:2] for run in group.runs])
+    np.testing.assert_allclose(iqm, np.sort(values, axis=0)[1:3].mean(axis=0))  # of 4 runs, the middle 2
+    assert plotting.curve_label(group, steps) == "smoothie (4 seeds), cut at 200: a seed ends there"
+    assert plotting.curve_label(synthetic_group((3, 3)), np.array([100, 200, 300])) == "smoothie (2 seeds)"
+    out = tmp_path / "iqm.png"
+    plotting.plot([group], out, aggregate="iqm", reps=200)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(plotting.PlotError, match="unknown aggregate 'median'"):
+        plotting.plot([group], tmp_path / "median.png", aggregate="median")
+    assert not (tmp_path / "median.png").exists()
+
+
+def test_bin_plot_aggregate_iqm_prints_the_final_iqm_and_its_interval(tmp_path):
+    from test_aggregate import write_run
+
+    from smoothie_tf import aggregate
+
+    finals = [40.0, 10.0, 30.0, 20.0, 90.0]
+    for seed, final in enumerate(finals):
+        write_run(tmp_path / "runs" / "kl" / f"seed{seed}", [100, 200], [final / 2, final], seed=seed)
+    out = tmp_path / "kl.png"
+    result = run_plot(str(tmp_path / "runs"), f"--out={out}", "--aggregate=iqm", "--reps=200")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    interval = aggregate.iqm_interval(finals, reps=200)
+    assert interval.point == 30.0  # 10, 20, 30, 40, 90: the middle three
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("Hopper-v4")]
+    assert row.split()[1:] == ["kl", "5", "200", "30.0", f"[{interval.low:.1f},", f"{interval.high:.1f}]"]
+    assert "final return (IQM [95% CI])" in result.stdout
+
+
+def test_bin_plot_refuses_an_unknown_aggregate(tmp_path):
+    result = run_plot(str(tmp_path), "--aggregate=median", f"--out={tmp_path}/figure.png")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bin/plot: error:") and "--aggregate" in lines[0], lines
+    assert list(tmp_path.iterdir()) == []

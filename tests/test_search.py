@@ -204,9 +204,12 @@ def tiny_search(tmp_path_factory) -> TinySearch:
     base_file = directory / "small_bandit.json"
     base_file.write_text(hparams_lib.to_json(base))
     logdir = directory / "search"
+    # Ranked by the second-half mean, which with evaluations at 100 and 200 of 200 steps is the
+    # evaluation at 200: the final return, so the tests of the ranking below hold for both scores.
     command = search_command(
-        "--env=SmoothieBandit-v0", f"--hparams={base_file}", "--trials=3", "--seeds=2", f"--logdir={logdir}"
-    )
+        "--env=SmoothieBandit-v0", f"--hparams={base_file}", "--trials=3", "--seeds=2", f"--logdir={logdir}",
+        "--score=second_half_mean",
+    )  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def snapshots():
@@ -344,8 +347,135 @@ def test_trials_are_ranked_by_final_return_whatever_their_state(tmp_path):
     assert float(table[0]["final_return"]) == 2.0 and table[0]["actor_lr"] == "0.0001"
     printed = search.format_table(rows, limit=2).splitlines()
     assert printed[0].split() == [
-        "rank", "trial_id", "status", "final_return", "final_return_std", "seed_returns",
+        "rank", "trial_id", "status", "score", "score_std", "seed_scores", "final_return",
         "actor_lr", "critic_lr", "reward_scale",
     ]  # fmt: skip
-    assert printed[1].split() == ["1", "t3", "done", "2", "0.5", "1.5", "2.5", "0.0001", "0.001", "0.1"]
+    # Results without a score (a search from before scores could be chosen) rank by final_return.
+    assert printed[1].split() == ["1", "t3", "done", "2", "-", "-", "2", "0.0001", "0.001", "0.1"]
     assert len(printed) == 3
+
+
+# --- the score that ranks the trials ------------------------------------------------------------
+
+HOPPER_STEPS = np.arange(10_000, 300_001, 10_000)  # bin/train's evaluations on Hopper-v4: 30 of them
+
+
+def test_the_last_score_is_the_final_evaluation_return():
+    returns = HOPPER_STEPS / 1000.0  # 10, 20, ..., 300
+    assert search.run_score(HOPPER_STEPS, returns, 300_000, "last") == 300.0
+    assert search.run_score([100, 200], [7.5, -2.0], 200, "last") == -2.0
+    assert math.isnan(search.run_score([], [], 200, "last"))
+
+
+def test_the_second_half_mean_counts_the_evaluations_past_the_midpoint(tmp_path):
+    from test_aggregate import write_run
+
+    from smoothie_tf import plotting
+
+    returns = HOPPER_STEPS / 1000.0  # 10, 20, ..., 300
+    # Steps 160000 ... 300000 count (not 150000): returns 160 ... 300, 15 of them, mean 230.
+    assert search.run_score(HOPPER_STEPS, returns, 300_000, "second_half_mean") == 230.0
+    # Every 50 of 250 steps: 150, 200 and 250 are past 125.
+    assert search.run_score([50, 100, 150, 200, 250], [1, 2, 3, 4, 8], 250, "second_half_mean") == 5.0
+    assert search.run_score([200], [7.0], 200, "second_half_mean") == 7.0  # evaluated at the end only
+    # A run stopped at 200000 has the evaluations at 160000 ... 200000; one stopped at 120000, none.
+    assert search.run_score(HOPPER_STEPS[:20], returns[:20], 300_000, "second_half_mean") == 180.0
+    assert math.isnan(search.run_score(HOPPER_STEPS[:12], returns[:12], 300_000, "second_half_mean"))
+    assert math.isnan(search.run_score([], [], 300_000, "second_half_mean"))
+    # As a trial reads them back from a run's event files.
+    write_run(tmp_path / "seed0", [100, 200, 300, 400], [1.5, 2.5, 4.0, 6.0])
+    steps, values = plotting.eval_returns(tmp_path / "seed0")
+    assert search.run_score(steps, values, 400, "second_half_mean") == 5.0
+    assert search.run_score(steps, values, 400, "last") == 6.0
+    with pytest.raises(
+        search.SearchError, match="unknown score 'median'; choose one of last, second_half_mean"
+    ):
+        search.run_score(steps, values, 400, "median")
+    with pytest.raises(ValueError, match="3 evaluation steps but 2 returns"):
+        search.run_score([1, 2, 3], [1.0, 2.0], 3, "last")
+
+
+def test_trials_are_ranked_by_their_score_and_the_table_names_it(tmp_path):
+    def result(trial_id, metrics):
+        config = {"actor_lr": 1e-4, "critic_lr": 1e-3, "reward_scale": 0.1}
+        return types.SimpleNamespace(metrics=metrics, config=config, error=None, path=f"/tune/{trial_id}")
+
+    def done(final, scores):
+        finals = {"outcome": "done", "final_return": final, "final_return_std": 0.0, "seed_returns": [final]}
+        return finals | {"score": np.mean(scores), "score_std": np.std(scores), "seed_scores": scores}
+
+    results = [
+        result("t1", {"trial_id": "t1"} | done(final=5.0, scores=[1.0, 1.0])),  # best final, worst score
+        result("t2", {"trial_id": "t2"} | done(final=1.0, scores=[2.0, 4.0])),
+        result("t3", {"trial_id": "t3", "outcome": "diverged", "final_return": math.nan, "score": 9.0}),
+        result("t4", {"trial_id": "t4"} | done(final=3.0, scores=[2.0, 2.0])),
+    ]
+    request = search.SearchRequest(
+        "SmoothieBandit-v0", shipped("smoothie"), tmp_path, score="second_half_mean"
+    )
+    rows = search.trial_rows(results, request)
+    assert [(r["trial_id"], r["score"]) for r in rows[:3]] == [("t2", 3.0), ("t4", 2.0), ("t1", 1.0)]
+    assert rows[3]["trial_id"] == "t3" and math.isnan(rows[3]["score"])  # diverged: last, whatever it had
+    assert {r["ranked_by"] for r in rows} == {"second_half_mean"}
+    assert rows[0]["seed_scores"] == "2 4" and rows[0]["score_std"] == 1.0
+    search.write_table(rows, tmp_path / "trials.csv")
+    table = read_table(tmp_path)
+    assert [(row["rank"], row["trial_id"], row["ranked_by"]) for row in table] == [
+        ("1", "t2", "second_half_mean"), ("2", "t4", "second_half_mean"),
+        ("3", "t1", "second_half_mean"), ("4", "t3", "second_half_mean"),
+    ]  # fmt: skip
+    printed = search.format_table(rows)
+    assert "ranked_by" not in printed and "second_half_mean" not in printed
+
+
+def test_a_search_continues_only_with_the_score_it_started_with(tmp_path):
+    base = hparams_lib.load(ROOT / "hparams" / "bandit_smoothie.json")
+    logdir = tmp_path / "search"
+    request = search.SearchRequest("SmoothieBandit-v0", base, logdir, score="last")
+    logdir.mkdir()
+    (logdir / "search.json").write_text(json.dumps(request.record(), indent=2))
+    assert search.check_logdir(request)
+    other = dataclasses.replace(request, score="second_half_mean")
+    with pytest.raises(search.SearchError, match="holds this search ranked by --score=last; resume it with"):
+        search.check_logdir(other)
+    with pytest.raises(search.SearchError, match=r"holds a different search \(changed: score, trials\)"):
+        search.check_logdir(dataclasses.replace(other, trials=7))
+    with pytest.raises(search.SearchError, match="unknown score 'median'"):
+        search.validate(dataclasses.replace(request, score="median"))
+
+    # A search recorded before scores could be chosen was ranked by the last evaluation.
+    record = request.record()
+    del record["score"]
+    (logdir / "search.json").write_text(json.dumps(record, indent=2))
+    assert search.check_logdir(request)
+    with pytest.raises(search.SearchError, match="ranked by --score=last"):
+        search.check_logdir(other)
+
+    before = (logdir / "search.json").read_text()
+    command = search_command(
+        "--env=SmoothieBandit-v0", f"--hparams={ROOT / 'hparams' / 'bandit_smoothie.json'}",
+        f"--logdir={logdir}", "--score=second_half_mean",
+    )  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == (
+        f"bin/search: error: {logdir} holds this search ranked by --score=last; resume it with --score=last, "
+        "or choose another --logdir for --score=second_half_mean"
+    )
+    assert (logdir / "search.json").read_text() == before
+    assert [path.name for path in logdir.iterdir()] == ["search.json"]
+
+
+def test_the_tiny_search_is_ranked_by_its_second_half_mean(tiny_search):
+    """Its runs evaluate at 100 and 200 of 200 steps: the score is the evaluation at 200."""
+    for row in read_table(tiny_search.logdir):
+        assert row["ranked_by"] == "second_half_mean"
+        seed_scores = [float(x) for x in row["seed_scores"].split()]
+        evaluations = [last_eval_return(pathlib.Path(row["logdir"]) / f"seed{seed}") for seed in range(2)]
+        assert seed_scores == pytest.approx([value for _, value in evaluations], rel=1e-6)
+        assert float(row["score"]) == pytest.approx(np.mean(seed_scores), rel=1e-6)
+        assert float(row["score"]) == pytest.approx(float(row["final_return"]), rel=1e-6)
+    record = json.loads((tiny_search.logdir / "search.json").read_text())
+    assert record["score"] == "second_half_mean"
+    assert "trials ranked by score=second_half_mean" in tiny_search.resumed.stdout
