@@ -3,7 +3,8 @@
 Both paths act through the same graph, `mean_action_function(policy)`, so a deterministic
 evaluation of an exported policy and of the checkpoint it came from give the same returns on
 the same seed. Episode `i` of an evaluation with seed `n` resets the environment with
-`episode_seed(n, i)`.
+`episode_seed(n, i)`; a stochastic evaluation draws all its acting noise from `n` as well, and
+resets the exploration noise (DDPG's OU state) at each episode start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tensorflow as tf
 
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf import video
+from smoothie_tf.agents import make_agent, mean_action_function
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import make_env
 
@@ -31,12 +33,20 @@ def episode_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, 3, episode]).generate_state(1)[0])
 
 
-def mean_action_function(policy, observation_dim: int) -> tf.types.experimental.GenericFunction:
-    """observations [N, S] float32 -> mean actions [N, d]: the graph a SavedModel exports."""
-    return tf.function(
-        lambda observations: policy(observations),
-        input_signature=[tf.TensorSpec([None, observation_dim], tf.float32, name="observations")],
-    )
+class Actor:
+    """A policy to evaluate: `actor(observation [S]) -> action [d]`; `run_episodes` calls
+    `actor.reset()` at each episode start, after the environment's reset."""
+
+    def __init__(self, act: Callable[[np.ndarray], np.ndarray], reset: Callable[[], None] | None = None):
+        self._act = act
+        self._reset = reset
+
+    def __call__(self, observation: np.ndarray) -> np.ndarray:
+        return self._act(observation)
+
+    def reset(self) -> None:
+        if self._reset is not None:
+            self._reset()
 
 
 @dataclasses.dataclass
@@ -67,8 +77,9 @@ def run_episodes(
     video_dir: str | pathlib.Path | None = None,
     on_episode: Callable[[int, float, int], None] | None = None,
 ) -> EpisodeResults:
-    """`episodes` episodes of `act` (observation [S] -> action [d]); with `video_dir`, one MP4
-    per episode (`episode_000.mp4`, ...), rendered offscreen by `smoothie_tf.video`."""
+    """`episodes` episodes of `act` (observation [S] -> action [d]; an `Actor` is reset at each
+    episode start); with `video_dir`, one MP4 per episode (`episode_000.mp4`, ...), rendered
+    offscreen by `smoothie_tf.video`."""
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
     env = make_env(env_id)
@@ -78,6 +89,8 @@ def run_episodes(
         for i in range(episodes):
             seed_i = episode_seed(seed, i)
             observation, _ = env.reset(seed=seed_i)
+            if isinstance(act, Actor):
+                act.reset()
             total, actions, done = 0.0, [], False
             while not done:
                 action = act(observation)
@@ -118,8 +131,6 @@ def read_run(logdir: str | pathlib.Path) -> tuple[str, hparams_lib.HParams, int]
 def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None = None):
     """(agent, env id, step, checkpoint path): the run's agent restored from `checkpoint`, or
     from the latest checkpoint of `logdir`."""
-    from smoothie_tf import training
-
     env_id, hp, seed = read_run(logdir)
     checkpoints = CheckpointDirectory(pathlib.Path(logdir) / "checkpoints")
     path = pathlib.Path(checkpoint) if checkpoint is not None else checkpoints.latest()
@@ -131,7 +142,7 @@ def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None
     env = make_env(env_id)
     try:
         observation_dim = int(np.prod(env.observation_space.shape))
-        agent = training.make_agent(hp, observation_dim, env.action_space, seed)
+        agent = make_agent(hp, observation_dim, env.action_space, seed)
     finally:
         env.close()
     try:
@@ -141,15 +152,20 @@ def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None
     return agent, env_id, int(state["step"]), path
 
 
-def checkpoint_actor(agent, stochastic: bool, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+def acting_seed(seed: int) -> int:
+    """The seed of all acting noise of a stochastic evaluation with seed `seed`."""
+    return int(np.random.SeedSequence([seed, 4]).generate_state(1)[0])
+
+
+def checkpoint_actor(agent, stochastic: bool, seed: int) -> Actor:
     """The agent's action for one observation: the mean (as exported), or its exploration
-    behaviour with its acting noise reseeded from `seed`."""
+    behaviour with all its acting noise reseeded from `seed` now and its exploration noise reset
+    at each episode start (`Actor.reset`)."""
     if stochastic:
-        agent.acting_generator.reset_from_seed(int(np.random.SeedSequence([seed, 4]).generate_state(1)[0]))
-        agent.reset_noise()
-        return lambda observation: agent.act(observation, deterministic=False)
+        agent.reseed_acting(acting_seed(seed))
+        return Actor(lambda observation: agent.act(observation, deterministic=False), agent.reset_noise)
     mean_action = mean_action_function(agent.policy, agent.observation_dim)
-    return lambda observation: mean_action(np.asarray(observation, np.float32)[None])[0].numpy()
+    return Actor(lambda observation: mean_action(np.asarray(observation, np.float32)[None])[0].numpy())
 
 
 def saved_model_actor(

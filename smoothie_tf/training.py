@@ -22,15 +22,14 @@ import numpy as np
 import tensorflow as tf
 
 from smoothie_tf import hparams as hparams_lib
-from smoothie_tf.agents import DDPGAgent, SmoothieAgent
-from smoothie_tf.agents.config import AGENT_KEYS
+from smoothie_tf.agents import make_agent, mean_action_function
+from smoothie_tf.agents.base import FINITE
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import make_env
 from smoothie_tf.replay import ReplayBuffer
 from smoothie_tf.summaries import EVAL_RETURN, Summaries
 
 SUMMARY_INTERVAL = 1000  # env steps between train-step summaries
-AGENTS = {"smoothie": SmoothieAgent, "ddpg": DDPGAgent}
 
 
 class RunConfigError(ValueError):
@@ -38,7 +37,7 @@ class RunConfigError(ValueError):
 
 
 class NonFiniteLossError(RuntimeError):
-    """A train step produced a NaN or infinite loss."""
+    """A train step produced a NaN or infinite loss, or left NaN or infinite weights."""
 
 
 class Interrupted(Exception):
@@ -53,11 +52,6 @@ def episode_seed(run_seed: int, episode: int) -> int:
 def eval_seed(run_seed: int, evaluation: int, episode: int) -> int:
     """The reset seed of episode `episode` of evaluation number `evaluation`."""
     return int(np.random.SeedSequence([run_seed, 1, evaluation, episode]).generate_state(1)[0])
-
-
-def make_agent(hp: hparams_lib.HParams, observation_dim: int, action_space, seed: int):
-    kwargs = {key: getattr(hp, key) for key in AGENT_KEYS}
-    return AGENTS[hp.agent](observation_dim, action_space.low, action_space.high, seed=seed, **kwargs)
 
 
 def resolved_config(hp: hparams_lib.HParams, env_id: str, seed: int) -> dict:
@@ -148,6 +142,7 @@ class Trainer:
         self.observation_dim = int(np.prod(self.env.observation_space.shape))
         self.action_space = self.env.action_space
         self.action_dim = int(np.prod(self.action_space.shape))
+        # Through this module's name, looked up now: a caller may replace `training.make_agent`.
         self.agent = make_agent(hp, self.observation_dim, self.action_space, seed)
         self.replay = ReplayBuffer(hp.replay_capacity, self.observation_dim, self.action_dim)
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
@@ -239,7 +234,10 @@ class Trainer:
 
     def _update(self) -> dict | None:
         """`updates_per_step` train steps. When the agent chooses the next action (warm-up is
-        over), the last step also draws it from the updated policy, in the same compiled call."""
+        over), the last step also draws it from the updated policy, in the same compiled call.
+
+        Raises NonFiniteLossError when a step's losses, or the weights it leaves, are not all
+        finite: before this step's checkpoint, so the checkpoints on disk keep finite weights."""
         metrics = None
         for i in range(self.hp.updates_per_step):
             batch = self.replay.sample(self.hp.batch_size, self.rng)
@@ -248,11 +246,17 @@ class Trainer:
                 self.pending_action = action.numpy()
             else:
                 metrics = self.agent.train_step(batch)
+            finite_weights = bool(metrics.pop(FINITE))
             losses = [float(metrics[tag]) for tag in ("loss/critic", "loss/policy")]
             if not all(math.isfinite(x) for x in losses):
                 raise NonFiniteLossError(
                     f"non-finite loss at step {self.step} (critic {losses[0]}, policy {losses[1]}); "
                     "the run stopped and its last good checkpoint is kept"
+                )
+            if not finite_weights:
+                raise NonFiniteLossError(
+                    f"non-finite weights after the update at step {self.step} (its losses: critic "
+                    f"{losses[0]}, policy {losses[1]}); the run stopped and its last good checkpoint is kept"
                 )
         return metrics
 
@@ -375,8 +379,6 @@ class Trainer:
         """The mean action as a SavedModel, runnable with TensorFlow alone:
         `m = tf.saved_model.load(dir)`; `m.mean_action(observations [N, S]) -> [N, d]`;
         `m.env_id` and `m.step` say which environment and training step it is from."""
-        from smoothie_tf.evaluation import mean_action_function
-
         module = tf.Module()
         module.policy = self.agent.policy
         module.env_id = tf.Variable(self.env_id, trainable=False, name="env_id")

@@ -9,9 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from small_runs import ROOT, hopper_hparams
+import tensorflow as tf
+from small_runs import ROOT, bandit_hparams, hopper_hparams
 
 from smoothie_tf import evaluation, training
+from smoothie_tf.agents import AGENTS
 from smoothie_tf.checkpoints import CheckpointDirectory
 
 EVAL = [sys.executable, str(ROOT / "bin" / "eval")]
@@ -22,6 +24,14 @@ def hopper_run(tmp_path_factory) -> pathlib.Path:
     """A finished 400-step Hopper-v4 run with small networks: checkpoints and exported policy."""
     logdir = tmp_path_factory.mktemp("run") / "hopper"
     training.Trainer("Hopper-v4", hopper_hparams(), 5, logdir).run()
+    return logdir
+
+
+@pytest.fixture(scope="module")
+def ddpg_bandit_run(tmp_path_factory) -> pathlib.Path:
+    """A finished 50-step DDPG run on SmoothieBandit-v0 (one-step episodes) with small networks."""
+    logdir = tmp_path_factory.mktemp("run") / "ddpg_bandit"
+    training.Trainer("SmoothieBandit-v0", bandit_hparams("ddpg", total_steps=50), 1, logdir).run()
     return logdir
 
 
@@ -89,6 +99,92 @@ def test_stochastic_evaluation_is_seeded_and_differs_from_the_mean(hopper_run):
     mean = evaluation.run_episodes(env_id, evaluation.checkpoint_actor(agent, False, 2), 2, seed=2)
     assert first.returns == again.returns
     assert first.returns != mean.returns
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_reseed_acting_makes_the_exploring_actions_a_function_of_the_seed(name):
+    """Every generator an exploring action draws from (DDPG's OU ε_t included) restarts from the
+    seed, and the OU state restarts from 0; the agent's own seed gives back its first actions."""
+    small = {"actor_hidden": [8], "critic_state_embedding": 4, "critic_hidden": [8]}
+    observation = np.array([0.3, -0.2, 0.5], np.float32)
+
+    def agent():
+        return AGENTS[name](3, [-1.0, -2.0], [2.0, 1.0], seed=11, **small)
+
+    def actions(agent, count=4):
+        return np.stack([agent.act(observation) for _ in range(count)])
+
+    fresh = actions(agent())
+    reseeded = agent()
+    actions(reseeded, 3)  # moves every stream (and the OU state) on
+    reseeded.reseed_acting(11)
+    np.testing.assert_array_equal(actions(reseeded), fresh)
+    reseeded.reseed_acting(5)
+    with_5 = actions(reseeded)
+    reseeded.reseed_acting(5)
+    np.testing.assert_array_equal(actions(reseeded), with_5)
+    assert not np.any(with_5 == fresh)
+
+
+def test_stochastic_ddpg_evaluation_is_a_function_of_its_seed(ddpg_bandit_run):
+    """The bandit's resets ignore their seed, so the returns differ by the acting noise alone."""
+    agent, env_id, _, _ = evaluation.load_agent(ddpg_bandit_run)
+
+    def returns(acting_seed: int) -> list[float]:
+        actor = evaluation.checkpoint_actor(agent, True, acting_seed)
+        return evaluation.run_episodes(env_id, actor, 6, seed=0).returns
+
+    first, again, other, first_again = returns(0), returns(0), returns(1), returns(0)
+    assert first == again == first_again
+    assert len(set(first)) == 6 and not set(first) & set(other)
+    mean = evaluation.run_episodes(env_id, evaluation.checkpoint_actor(agent, False, 0), 6, seed=0).returns
+    assert len(set(mean)) == 1 and mean[0] not in first
+
+
+def test_stochastic_ddpg_evaluation_restarts_the_ou_noise_at_each_episode(ddpg_bandit_run):
+    """Each episode's first action is μ(s) + x_1 with x_1 = (1 − θ)·0 + σ·ε: the OU state is 0
+    when the episode starts, and x_1 is σ times the generator's next normal draw."""
+    agent, env_id, _, _ = evaluation.load_agent(ddpg_bandit_run)
+    actor = evaluation.checkpoint_actor(agent, True, 3)
+    noise = agent.exploration_noise
+    sigma = agent.config.ou_stddev
+    mean = agent.act(np.ones(1, np.float32), deterministic=True)
+    copy = tf.random.Generator.from_state(noise.generator.state.numpy(), noise.generator.algorithm)
+    # Drawn as the compiled acting graph draws (XLA's normal is not the eager kernel's).
+    next_normal = tf.function(lambda: copy.normal([agent.action_dim]), jit_compile=True)
+    records = []
+
+    def act(observation):
+        copy.reset(noise.generator.state.numpy())
+        epsilon = next_normal().numpy()
+        state_before = noise.state.numpy().copy()
+        action = actor(observation)
+        records.append((state_before, epsilon, noise.state.numpy().copy(), action))
+        return action
+
+    results = evaluation.run_episodes(env_id, evaluation.Actor(act, actor.reset), 5, seed=3)
+    assert results.lengths == [1] * 5 and len(records) == 5
+    for state_before, epsilon, state_after, action in records:
+        np.testing.assert_array_equal(state_before, 0.0)
+        np.testing.assert_allclose(state_after, sigma * epsilon, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(action, np.clip(mean + state_after, -2.0, 2.0), rtol=1e-5, atol=1e-6)
+    assert len({float(r[2][0]) for r in records}) == 5
+
+
+def test_cli_stochastic_ddpg_evaluation_follows_its_seed(ddpg_bandit_run):
+    """bin/eval --stochastic --seed=1 gives the returns of the library's stochastic evaluation with
+    seed 1, not those with seed 0 (each from a freshly loaded agent, as the command has)."""
+    result = run_eval(f"--logdir={ddpg_bandit_run}", "--stochastic", "--episodes=4", "--seed=1")
+    assert result.returncode == 0, result.stderr
+    record = last_json(result.stdout)
+    assert record["deterministic"] is False and record["seed"] == 1
+    returns = {}
+    for seed in (0, 1):
+        agent, env_id, _, _ = evaluation.load_agent(ddpg_bandit_run)
+        actor = evaluation.checkpoint_actor(agent, True, seed)
+        returns[seed] = evaluation.run_episodes(env_id, actor, 4, seed=seed).returns
+    assert record["returns"] == returns[1]
+    assert not set(returns[0]) & set(returns[1])
 
 
 def test_a_named_checkpoint_is_evaluated(hopper_run):

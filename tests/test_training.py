@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -18,7 +19,10 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf import training
+from smoothie_tf.agents import make_agent
+from smoothie_tf.agents.base import FINITE
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
+from smoothie_tf.replay import Batch
 
 
 def agent_weights(trainer: training.Trainer) -> list[np.ndarray]:
@@ -117,6 +121,84 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
         trainer.run()
     checkpoints = CheckpointDirectory(tmp_path / "checkpoints")
     assert [p.name for p in checkpoints.all()] == [f"ckpt-{s:010d}" for s in (50, 100)]
+
+
+def with_one_nan(variable: tf.Variable, when: tf.Variable) -> tf.Tensor:
+    """`variable` with its first entry NaN where `when` is true, itself otherwise."""
+    first = tf.reshape(tf.one_hot(0, tf.size(variable), on_value=True, off_value=False), tf.shape(variable))
+    return tf.where(first & when, tf.constant(float("nan"), variable.dtype), variable)
+
+
+def checkpointed_float_values(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """Every floating-point tensor of a checkpoint's model, read from disk."""
+    reader = tf.train.load_checkpoint(str(path / "model"))
+    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    return {name: v for name, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
+
+
+@pytest.mark.parametrize("agent", ["smoothie", "ddpg"])
+def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(tmp_path, monkeypatch, agent):
+    """The update of step 100, a checkpoint step, leaves a NaN in the critic while the losses it
+    reports (computed before the update) are finite: the run stops at step 100, and the last
+    checkpoint, step 50's, holds finite weights."""
+    poison = tf.Variable(False)
+
+    def make_poisoned_agent(*args, **kwargs):
+        built = make_agent(*args, **kwargs)
+        update_targets = built.update_targets
+
+        def poisoned_update_targets():  # the end of the compiled step, after every update
+            update_targets()
+            kernel = built.critic.trainable_variables[0]
+            kernel.assign(with_one_nan(kernel, poison))
+
+        built.update_targets = poisoned_update_targets
+        return built
+
+    monkeypatch.setattr(training, "make_agent", make_poisoned_agent)
+    trainer = training.Trainer("SmoothieBandit-v0", bandit_hparams(agent), 0, tmp_path)
+    trainer.on_progress = lambda progress: poison.assign(progress.step == 99)
+    with pytest.raises(training.NonFiniteLossError) as raised:
+        trainer.run()
+    message = str(raised.value)
+    assert message.startswith("non-finite weights after the update at step 100 (its losses: critic ")
+    assert "nan" not in message and message.endswith("the run stopped and its last good checkpoint is kept")
+    assert trainer.step == 100
+    checkpoints = CheckpointDirectory(tmp_path / "checkpoints")
+    assert [p.name for p in checkpoints.all()] == [f"ckpt-{50:010d}"]
+    values = checkpointed_float_values(checkpoints.latest())
+    assert len(values) > 8 and all(np.all(np.isfinite(v)) for v in values.values())
+    assert np.isnan(trainer.agent.critic.trainable_variables[0].numpy()[0, 0])  # the poison did land
+
+
+def test_the_finite_check_covers_the_policy_and_the_critic():
+    """One infinite entry in the policy (mean layers or φ) or the critic turns the check false; the
+    train step reports the check on the weights its update leaves."""
+    hp = bandit_hparams("ddpg")
+    agent = make_agent(hp, 1, types.SimpleNamespace(low=np.array([-2.0]), high=np.array([2.0])), seed=0)
+    assert bool(agent.weights_are_finite())
+    for network in ("policy", "critic"):
+        variables = getattr(agent, network).variables
+        assert network != "policy" or any(v is agent.policy.log_variance for v in variables)
+        for variable in variables:
+            saved = variable.numpy()
+            broken = saved.copy()
+            broken.reshape(-1)[-1] = np.inf
+            variable.assign(broken)
+            assert not bool(agent.weights_are_finite()), (network, variable.path)
+            variable.assign(saved)
+    assert bool(agent.weights_are_finite())
+    rng = np.random.default_rng(0)
+    batch = Batch(
+        observations=np.ones([hp.batch_size, 1], np.float32),
+        actions=rng.uniform(-2, 2, [hp.batch_size, 1]).astype(np.float32),
+        rewards=rng.normal(size=hp.batch_size).astype(np.float32),
+        next_observations=np.ones([hp.batch_size, 1], np.float32),
+        terminated=np.ones(hp.batch_size, np.float32),
+    )
+    assert agent.train_step(batch)[FINITE].numpy() is np.True_
+    agent.policy.variables[0].assign(np.full(agent.policy.variables[0].shape, np.nan, np.float32))
+    assert agent.train_step(batch)[FINITE].numpy() is np.False_
 
 
 def test_checkpoint_from_another_env_is_refused(tmp_path):
@@ -225,6 +307,30 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, case, message):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not logdir.exists()
+
+
+def test_an_update_that_breaks_the_weights_is_exit_1_with_one_line_and_no_checkpoint(tmp_path):
+    """An actor learning rate past float32's range turns the policy's weights infinite at the
+    first update (step 16, a checkpoint step), whose losses were computed before it."""
+    args = [
+        "--env=SmoothieBandit-v0",
+        f"--hparams={ROOT / 'hparams' / 'bandit_ddpg.json'}",
+        "--hparam=actor_lr=1e39",
+        "--hparam=batch_size=16",
+        "--hparam=checkpoint_interval=16",
+        "--hparam=total_steps=100",
+        "--hparam=actor_hidden=[8]",
+        "--hparam=critic_hidden=[8]",
+        "--hparam=critic_state_embedding=4",
+        f"--logdir={tmp_path}",
+    ]
+    result = run_train(*args)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bin/train: error: non-finite weights after the update at step 16 ")
+    assert lines[0].endswith("the run stopped and its last good checkpoint is kept")
+    assert CheckpointDirectory(tmp_path / "checkpoints").all() == []
 
 
 def test_logdir_of_another_run_is_refused_untouched(finished_bandit_run):

@@ -39,6 +39,10 @@ class DDPGAgent(ActorCriticAgent):
         """x ← 0 at each episode start."""
         self.exploration_noise.reset()
 
+    def acting_generators(self) -> dict[int, tf.random.Generator]:
+        """The OU process's generator (its ε_t) besides the base class's."""
+        return {**super().acting_generators(), EXPLORATION: self.exploration_noise.generator}
+
     def _sample_action(self, observation: tf.Tensor) -> tf.Tensor:
         """μθ(s) + x_t, clipped to the action bounds; advances the OU process: [d]."""
         action = self.policy(observation[None])[0] + self.exploration_noise()
