@@ -232,6 +232,13 @@ class Trainer:
             )
         return self.agent.act(self.observation)
 
+    def _kept_checkpoint(self) -> str:
+        """How a stopped run can go on: from its last good checkpoint, if it has one."""
+        latest = self.checkpoints.latest()
+        if latest is None:
+            return " before its first checkpoint"
+        return f" and its last good checkpoint is kept ({latest.name})"
+
     def _update(self) -> dict | None:
         """`updates_per_step` train steps. When the agent chooses the next action (warm-up is
         over), the last step also draws it from the updated policy, in the same compiled call.
@@ -251,12 +258,12 @@ class Trainer:
             if not all(math.isfinite(x) for x in losses):
                 raise NonFiniteLossError(
                     f"non-finite loss at step {self.step} (critic {losses[0]}, policy {losses[1]}); "
-                    "the run stopped and its last good checkpoint is kept"
+                    f"the run stopped{self._kept_checkpoint()}"
                 )
             if not finite_weights:
                 raise NonFiniteLossError(
                     f"non-finite weights after the update at step {self.step} (its losses: critic "
-                    f"{losses[0]}, policy {losses[1]}); the run stopped and its last good checkpoint is kept"
+                    f"{losses[0]}, policy {losses[1]}); the run stopped{self._kept_checkpoint()}"
                 )
         return metrics
 

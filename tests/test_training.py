@@ -162,7 +162,9 @@ def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(t
         trainer.run()
     message = str(raised.value)
     assert message.startswith("non-finite weights after the update at step 100 (its losses: critic ")
-    assert "nan" not in message and message.endswith("the run stopped and its last good checkpoint is kept")
+    assert "nan" not in message and message.endswith(
+        f"the run stopped and its last good checkpoint is kept (ckpt-{50:010d})"
+    )
     assert trainer.step == 100
     checkpoints = CheckpointDirectory(tmp_path / "checkpoints")
     assert [p.name for p in checkpoints.all()] == [f"ckpt-{50:010d}"]
@@ -329,7 +331,7 @@ def test_an_update_that_breaks_the_weights_is_exit_1_with_one_line_and_no_checkp
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("bin/train: error: non-finite weights after the update at step 16 ")
-    assert lines[0].endswith("the run stopped and its last good checkpoint is kept")
+    assert lines[0].endswith("the run stopped before its first checkpoint")
     assert CheckpointDirectory(tmp_path / "checkpoints").all() == []
 
 
