@@ -76,13 +76,16 @@ def run_episodes(
     seed: int,
     video_dir: str | pathlib.Path | None = None,
     on_episode: Callable[[int, float, int], None] | None = None,
+    env_kwargs: dict | None = None,
 ) -> EpisodeResults:
     """`episodes` episodes of `act` (observation [S] -> action [d]; an `Actor` is reset at each
     episode start); with `video_dir`, one MP4 per episode (`episode_000.mp4`, ...), rendered
-    offscreen by `smoothie_tf.video`."""
+    offscreen by `smoothie_tf.video`. `env_kwargs` go to `gymnasium.make` (a run's are in its
+    hparams.json: `read_env_kwargs`)."""
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
-    env = make_env(env_id)
+    env_kwargs = dict(env_kwargs or {})
+    env = make_env(env_id, **env_kwargs)
     results = EpisodeResults([], [], [])
     recorded = []
     try:
@@ -109,7 +112,7 @@ def run_episodes(
     finally:
         env.close()
     if recorded:
-        video.render_episodes(env_id, recorded)
+        video.render_episodes(env_id, recorded, env_kwargs=env_kwargs)
     return results
 
 
@@ -128,6 +131,18 @@ def read_run(logdir: str | pathlib.Path) -> tuple[str, hparams_lib.HParams, int]
         raise EvaluationError(f"{path} cannot be read: {error}") from error
 
 
+def read_env_kwargs(logdir: str | pathlib.Path) -> dict:
+    """The keyword arguments the run in `logdir` made its environment with ({} for none)."""
+    path = pathlib.Path(logdir) / "hparams.json"
+    try:
+        env_kwargs = json.loads(path.read_text()).get("env_kwargs", {})
+    except (OSError, json.JSONDecodeError, AttributeError) as error:
+        raise EvaluationError(f"{path} cannot be read: {error}") from error
+    if not isinstance(env_kwargs, dict):
+        raise EvaluationError(f"{path}: env_kwargs must be a JSON object, got {env_kwargs!r}")
+    return env_kwargs
+
+
 def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None = None):
     """(agent, env id, step, checkpoint path): the run's agent restored from `checkpoint`, or
     from the latest checkpoint of `logdir`."""
@@ -139,7 +154,7 @@ def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None
     if not path.is_dir():
         raise EvaluationError(f"checkpoint {path} does not exist")
     state = checkpoints.read_state(path)
-    env = make_env(env_id)
+    env = make_env(env_id, **read_env_kwargs(logdir))
     try:
         observation_dim = int(np.prod(env.observation_space.shape))
         agent = make_agent(hp, observation_dim, env.action_space, seed)
@@ -186,3 +201,13 @@ def saved_model_actor(
         return module.mean_action(np.asarray(observation, np.float32)[None])[0].numpy()
 
     return act, env_id, step
+
+
+def saved_model_env_kwargs(directory: str | pathlib.Path) -> dict:
+    """The keyword arguments the exported policy's environment was made with ({} when it does
+    not record them)."""
+    try:
+        module = tf.saved_model.load(str(directory))
+        return json.loads(module.env_kwargs.numpy().decode()) if hasattr(module, "env_kwargs") else {}
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise EvaluationError(f"{directory} is not an exported policy: {error}") from error

@@ -54,9 +54,15 @@ def eval_seed(run_seed: int, evaluation: int, episode: int) -> int:
     return int(np.random.SeedSequence([run_seed, 1, evaluation, episode]).generate_state(1)[0])
 
 
-def resolved_config(hp: hparams_lib.HParams, env_id: str, seed: int) -> dict:
-    """What identifies a run: its hparams, env and seed (compared when a logdir is reused)."""
-    return {"hparams": dataclasses.asdict(hp), "env": env_id, "seed": seed}
+def resolved_config(hp: hparams_lib.HParams, env_id: str, seed: int, env_kwargs: dict | None = None) -> dict:
+    """What identifies a run: its hparams, env (with the keyword arguments it is made with) and
+    seed (compared when a logdir is reused)."""
+    return {
+        "hparams": dataclasses.asdict(hp),
+        "env": env_id,
+        "env_kwargs": dict(env_kwargs or {}),
+        "seed": seed,
+    }
 
 
 def package_versions() -> dict:
@@ -85,7 +91,8 @@ def check_logdir(logdir: pathlib.Path, config: dict) -> bool:
         previous = json.loads(saved.read_text())
     except json.JSONDecodeError as error:
         raise RunConfigError(f"{saved} is not valid JSON: {error}") from error
-    previous = {key: previous.get(key) for key in config}
+    # A run recorded before env keyword arguments existed was made without any.
+    previous = {key: previous.get(key, {} if key == "env_kwargs" else None) for key in config}
     if previous != config:
         diffs = _differences(previous, config)
         raise RunConfigError(f"{logdir} holds a different run ({diffs}); choose another --logdir")
@@ -115,7 +122,10 @@ class Progress:
 
 
 class Trainer:
-    """One training run in `logdir`; `run()` trains to `total_steps` or resumes to them."""
+    """One training run in `logdir`; `run()` trains to `total_steps` or resumes to them.
+
+    `env_kwargs` (JSON values) go to `gymnasium.make` for the training and evaluation envs, e.g.
+    other matrices for SmoothieLQR-v0; they are part of what identifies the run."""
 
     def __init__(
         self,
@@ -126,6 +136,7 @@ class Trainer:
         on_progress: Callable[[Progress], None] | None = None,
         on_log: Callable[[str], None] | None = None,
         keep_checkpoints: int = 3,
+        env_kwargs: dict | None = None,
     ):
         self.env_id = env_id
         self.hp = hp
@@ -133,12 +144,17 @@ class Trainer:
         self.logdir = pathlib.Path(logdir)
         self.on_progress = on_progress or (lambda progress: None)
         self.on_log = on_log or (lambda message: None)
-        self.config = resolved_config(hp, env_id, seed)
+        self.env_kwargs = dict(env_kwargs or {})
+        try:
+            json.dumps(self.env_kwargs)
+        except TypeError as error:
+            raise RunConfigError(f"env_kwargs must be JSON values (numbers, lists, ...): {error}") from error
+        self.config = resolved_config(hp, env_id, seed, self.env_kwargs)
         self.checkpoints = CheckpointDirectory(self.logdir / "checkpoints", keep=keep_checkpoints)
         self._stop_signal: int | None = None
 
-        self.env = make_env(env_id)
-        self.eval_env = make_env(env_id)
+        self.env = make_env(env_id, **self.env_kwargs)
+        self.eval_env = make_env(env_id, **self.env_kwargs)
         self.observation_dim = int(np.prod(self.env.observation_space.shape))
         self.action_space = self.env.action_space
         self.action_dim = int(np.prod(self.action_space.shape))
@@ -385,10 +401,12 @@ class Trainer:
     def export_policy(self, directory: pathlib.Path) -> None:
         """The mean action as a SavedModel, runnable with TensorFlow alone:
         `m = tf.saved_model.load(dir)`; `m.mean_action(observations [N, S]) -> [N, d]`;
-        `m.env_id` and `m.step` say which environment and training step it is from."""
+        `m.env_id`, `m.env_kwargs` (JSON) and `m.step` say which environment and training step it
+        is from."""
         module = tf.Module()
         module.policy = self.agent.policy
         module.env_id = tf.Variable(self.env_id, trainable=False, name="env_id")
+        module.env_kwargs = tf.Variable(json.dumps(self.env_kwargs), trainable=False, name="env_kwargs")
         module.step = tf.Variable(self.step, dtype=tf.int64, trainable=False, name="step")
         module.mean_action = mean_action_function(self.agent.policy, self.observation_dim)
         temporary = directory.with_name(directory.name + ".tmp")

@@ -28,10 +28,15 @@ class VideoError(RuntimeError):
 
 
 def render_episodes(
-    env_id: str, episodes: Sequence[dict], fps: int = DEFAULT_FPS, timeout: float = 600
+    env_id: str,
+    episodes: Sequence[dict],
+    fps: int = DEFAULT_FPS,
+    timeout: float = 600,
+    env_kwargs: dict | None = None,
 ) -> None:
-    """Renders each {"seed", "actions", "path"} in one child process; raises VideoError."""
-    request = {"env_id": env_id, "fps": fps, "episodes": list(episodes)}
+    """Renders each {"seed", "actions", "path"} in one child process; raises VideoError.
+    `env_kwargs` (JSON values) go to `gymnasium.make`."""
+    request = {"env_id": env_id, "env_kwargs": dict(env_kwargs or {}), "fps": fps, "episodes": list(episodes)}
     environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
     result = subprocess.run(
@@ -51,13 +56,13 @@ def render_episodes(
         raise VideoError(f"rendering with MUJOCO_GL={environment['MUJOCO_GL']} failed: {reason}")
 
 
-def _render(env_id: str, seed: int, actions: list, path: pathlib.Path, fps: int) -> int:
+def _render(env_id: str, seed: int, actions: list, path: pathlib.Path, fps: int, env_kwargs: dict) -> int:
     """Replays one episode, writes its MP4 atomically; returns the number of frames."""
     import imageio.v2 as imageio
 
     from smoothie_tf.envs import make_env
 
-    env = make_env(env_id, render_mode="rgb_array")
+    env = make_env(env_id, render_mode="rgb_array", **env_kwargs)
     try:
         env.reset(seed=seed)
         frames = [env.render()]
@@ -86,6 +91,7 @@ def main() -> None:
             episode["actions"],
             pathlib.Path(episode["path"]),
             int(request["fps"]),
+            request.get("env_kwargs", {}),
         )
 
 

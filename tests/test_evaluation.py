@@ -246,3 +246,23 @@ def test_bad_input_gets_one_line_and_exit_2(hopper_run, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bin/eval: error:") and message in lines[0], lines
     assert sorted(str(p) for p in hopper_run.rglob("*")) == before
+
+
+def test_eval_makes_the_env_with_the_runs_env_kwargs(tmp_path):
+    """A run trained with env keyword arguments is evaluated on that env, from its checkpoint and
+    from its exported policy: the returns are those of the env with them, not of the default."""
+    Q = [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]]  # three times the default state cost
+    hp = bandit_hparams(total_steps=20, eval_interval=20, eval_episodes=1, checkpoint_interval=20)
+    training.Trainer("SmoothieLQR-v0", hp, 0, tmp_path, env_kwargs={"Q": Q}).run()
+    by_checkpoint = run_eval(f"--logdir={tmp_path}", "--episodes=1", "--seed=2")
+    by_saved_model = run_eval(f"--saved_model={tmp_path / 'policy'}", "--episodes=1", "--seed=2")
+    for result in (by_checkpoint, by_saved_model):
+        assert result.returncode == 0, result.stderr
+        assert last_json(result.stdout)["env_kwargs"] == {"Q": Q}
+    assert last_json(by_saved_model.stdout)["returns"] == last_json(by_checkpoint.stdout)["returns"]
+    agent, env_id, _, _ = evaluation.load_agent(tmp_path)
+    actor = evaluation.checkpoint_actor(agent, False, 2)
+    with_kwargs = evaluation.run_episodes(env_id, actor, 1, seed=2, env_kwargs={"Q": Q}).returns
+    default = evaluation.run_episodes(env_id, actor, 1, seed=2).returns
+    assert last_json(by_checkpoint.stdout)["returns"] == pytest.approx(with_kwargs, rel=1e-6)
+    assert with_kwargs != pytest.approx(default, rel=0.5)

@@ -279,6 +279,10 @@ def write(path: pathlib.Path, text: str) -> pathlib.Path:
         ("discount_out_of_range", "discount"),
         ("batch_over_capacity", "replay_capacity"),
         ("unknown_flag", "no_such_flag"),
+        ("bad_lqr_matrix", "R must be positive definite"),
+        ("unknown_env_kwarg", "no_such_matrix"),
+        ("malformed_env_kwargs", "--env_kwargs is not valid JSON"),
+        ("env_kwargs_not_an_object", "--env_kwargs must be a JSON object"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, case, message):
@@ -303,6 +307,18 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, case, message):
             "--hparam=replay_capacity=100",
         ],
         "unknown_flag": ["--env=SmoothieBandit-v0", f"--hparams={good}", "--no_such_flag=1"],
+        "bad_lqr_matrix": [
+            "--env=SmoothieLQR-v0",
+            f"--hparams={good}",
+            '--env_kwargs={"R": [[1, 0], [0, -1]]}',
+        ],
+        "unknown_env_kwarg": [
+            "--env=SmoothieLQR-v0",
+            f"--hparams={good}",
+            '--env_kwargs={"no_such_matrix": 1}',
+        ],
+        "malformed_env_kwargs": ["--env=SmoothieLQR-v0", f"--hparams={good}", "--env_kwargs={R: 1"],
+        "env_kwargs_not_an_object": ["--env=SmoothieLQR-v0", f"--hparams={good}", "--env_kwargs=[1, 2]"],
     }[case]
     result = run_train(*args, f"--logdir={logdir}")
     assert result.returncode == 2, result.stderr
@@ -448,3 +464,35 @@ def test_a_run_on_another_thread_trains_without_signal_handlers(tmp_path):
     thread.start()
     thread.join(timeout=300)
     assert outcome["step"] == 60 and signal.getsignal(signal.SIGINT) is before
+
+
+def test_env_kwargs_make_the_env_and_identify_the_run(tmp_path):
+    """A run made with env keyword arguments trains on that env (its evaluation env too), records
+    them, exports them with the policy, resumes with them, and refuses other ones."""
+    from smoothie_tf import evaluation
+
+    R = [[3.0, 0.0], [0.0, 2.0]]
+    hp = bandit_hparams(total_steps=40, eval_interval=40, checkpoint_interval=20)
+    trainer = training.Trainer("SmoothieLQR-v0", hp, 0, tmp_path, env_kwargs={"R": R})
+    np.testing.assert_array_equal(trainer.env.unwrapped.R, R)
+    np.testing.assert_array_equal(trainer.eval_env.unwrapped.R, R)
+    trainer.run()
+    assert json.loads((tmp_path / "hparams.json").read_text())["env_kwargs"] == {"R": R}
+    assert evaluation.read_env_kwargs(tmp_path) == {"R": R}
+    assert evaluation.saved_model_env_kwargs(tmp_path / "policy") == {"R": R}
+    with pytest.raises(training.RunConfigError, match="env_kwargs"):
+        training.Trainer("SmoothieLQR-v0", hp, 0, tmp_path).run()
+    resumed = training.Trainer("SmoothieLQR-v0", hp, 0, tmp_path, env_kwargs={"R": R})
+    assert resumed.run()["step"] == 40
+
+
+def test_a_run_recorded_without_env_kwargs_resumes_without_them(tmp_path):
+    """hparams.json written before env keyword arguments were recorded has no "env_kwargs"."""
+    hp = bandit_hparams(total_steps=30, checkpoint_interval=30)
+    record = training.resolved_config(hp, "SmoothieBandit-v0", 0)
+    del record["env_kwargs"]
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "hparams.json").write_text(json.dumps(record))
+    assert training.check_logdir(tmp_path, training.resolved_config(hp, "SmoothieBandit-v0", 0))
+    with pytest.raises(training.RunConfigError, match="env_kwargs"):
+        training.check_logdir(tmp_path, training.resolved_config(hp, "SmoothieBandit-v0", 0, {"bumps": []}))
