@@ -208,6 +208,7 @@ def test_the_compatible_critic_converges_and_a_non_compatible_one_stays_biased(l
     # 400 000 samples, and the same split into 80 disjoint blocks of 5 000: the compatible critic's
     # error shrinks like 1/√N (expected ratio √80 ≈ 9), the non-compatible one's does not.
     samples = compatible.sample(lq, POLICY, 400_000, np.random.default_rng(7))
+    assert samples.clipped == 0  # the linear-Gaussian policy is what acted
     true_gain, true_log_variance = true_gradients(lq)
 
     def errors(features, rows) -> np.ndarray:
@@ -226,6 +227,7 @@ def test_the_compatible_critic_converges_and_a_non_compatible_one_stays_biased(l
         large = errors(features, slice(None))
         print(f"{features.name}: rms error at 5 000 {small}, error at 400 000 {large}")
         if features is compatible.COMPATIBLE:
-            assert np.all(large < 0.05) and np.all(large < small / 4)
+            # Measured at this seed: 1.3% (K) and 0.6% (φ); the 2% of results/compatible.md.
+            assert np.all(large < 0.02) and np.all(large < small / 4)
         else:
             assert np.all(large > 0.2) and np.all(large > small / 4)

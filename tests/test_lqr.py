@@ -228,9 +228,73 @@ def test_objective_gradients_match_finite_differences(discount):
         assert gradient[i] == pytest.approx(difference, rel=1e-7)
 
 
+def propagated_moments(lq, K, Sigma, mean, covariance, first_action=None, steps=HORIZON):
+    """Σ_t γ^t E[r_t] and Σ_t γ^t E[s_t s_tᵀ] by carrying the state's Gaussian mean and covariance
+    forward step by step (s' = (A + BK)s + Bε + w, or A s + B a for a first action a given), with
+    no closed form: an exact check of V, Qπ, J and Σ_K, sharper than any rollout."""
+    total, moment = 0.0, np.zeros_like(covariance)
+    for t in range(steps):
+        second = covariance + np.outer(mean, mean)
+        if t == 0 and first_action is not None:
+            reward = -np.trace(lq.Q @ second) - first_action @ lq.R @ first_action
+            mean, covariance = lq.A @ mean + lq.B @ first_action, lq.A @ covariance @ lq.A.T + lq.W
+        else:
+            reward = -np.trace((lq.Q + K.T @ lq.R @ K) @ second) - np.trace(lq.R @ Sigma)
+            A_K = lq.A + lq.B @ K
+            mean, covariance = A_K @ mean, A_K @ covariance @ A_K.T + lq.B @ Sigma @ lq.B.T + lq.W
+        total += lq.discount**t * reward
+        moment += lq.discount**t * second
+    return total, moment
+
+
+def test_value_objective_and_state_moment_match_propagated_moments():
+    """J, Σ_K, V(s) and Qπ(s, a) against the step-by-step Gaussian propagation (0.9^300 ≈ 2e-14):
+    unlike the rollouts, this resolves the noise term γ·tr(PW) of c (about 0.1) to 1e-9."""
+    lq = task()
+    n = lq.state_dim
+    total, moment = propagated_moments(lq, GAIN, SIGMA, np.zeros(n), lq.initial_covariance)
+    assert lq.objective(GAIN, SIGMA) == pytest.approx(total, rel=1e-10)
+    np.testing.assert_allclose(lq.state_moment(GAIN, SIGMA), moment, rtol=1e-10)
+    for s, a in zip(STATES, ACTIONS, strict=True):
+        value, _ = propagated_moments(lq, GAIN, SIGMA, s, np.zeros((n, n)))
+        assert lq.value(s[None], GAIN, SIGMA)[0] == pytest.approx(value, rel=1e-10)
+        q, _ = propagated_moments(lq, GAIN, SIGMA, s, np.zeros((n, n)), first_action=a)
+        assert lq.q_value(s[None], a[None], GAIN, SIGMA)[0] == pytest.approx(q, rel=1e-10)
+    assert np.trace(lq.value_matrix(GAIN) @ lq.W) * DISCOUNT > 0.05  # the term this test resolves
+
+
+def test_the_test_rollouts_step_like_the_env():
+    """The dynamics and reward that `rollouts` vectorises (s' = A s + B a + w, r = −(sᵀQs + aᵀRa),
+    on the env's matrices) against env.step: with the env's own noise draws they give the same
+    rewards and states, to float64 rounding."""
+    env = gym.make(envs.LQR_ID).unwrapped
+    lq = LinearQuadratic.from_env(env, DISCOUNT)
+    env.reset(seed=3)
+    start = env.state.copy()
+    actions = np.random.default_rng(4).normal(size=(20, lq.action_dim))
+    expected = 0.0
+    for t, a in enumerate(actions):
+        _, reward, *_ = env.step(a)
+        expected += DISCOUNT**t * reward
+    env.reset(seed=3)  # the same s0 and noise stream for the replay through `rollouts`
+    noise = []
+    for a in actions:  # recover the env's noise draws w_t = s_{t+1} − A s_t − B a_t
+        before = env.state.copy()
+        env.step(a)
+        noise.append(env.state - lq.A @ before - lq.B @ a)
+    total, s = 0.0, start
+    for t, a in enumerate(actions):
+        total += DISCOUNT**t * -(s @ lq.Q @ s + a @ lq.R @ a)
+        s = lq.A @ s + lq.B @ a + noise[t]
+    assert total == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(s, env.state, rtol=1e-12, atol=1e-12)
+
+
 def test_theorem_1_for_the_objective():
     """½ Σ_t γ^t E[∇²aQ̃(s_t, a_t)], summed over 500 steps (γ^500 ≈ 1e-23; the Hessian is the
-    same at every visited pair), is ∇_Σ J by its closed form and by finite differences of J."""
+    same at every visited pair), is ∇_Σ J by its closed form and by finite differences of J.
+    The Hessian is constant here, so the sum is an identity of the closed forms; the version with
+    sampled states, ½ e^φ · Σ_t γ^t E[Hermite target_2] against ∇_φ J, is in test_compatible.py."""
     lq = task()
     half_hessian_sum = sum(0.5 * DISCOUNT**t * lq.smoothed_q_hessian(GAIN) for t in range(500))
     np.testing.assert_allclose(half_hessian_sum, lq.objective_gradient_covariance(GAIN), rtol=1e-12)
