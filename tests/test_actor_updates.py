@@ -12,6 +12,9 @@ computed apart in float32 by tf.GradientTape from the formulas of SPEC.md sectio
 - both critics: ∇w mean Huber_δ(Q_w(s, a) − y), δ = `huber_delta` = 0.3, y from the target networks,
   clipped to global norm `grad_clip`.
 
+`grad_clip` is 0.1, below the norms of both the critic's and the actor's gradients (asserted), so
+the critic's clip binds and a clip of the actor's gradient (which Table 1 does not have) would show.
+
 Which networks: the step updates the critic first, then the actor uses the critic *as just updated*
 (the target networks move only after both). The critic's values after the step are therefore the
 ones the actor used, and are read from the agent after the step; the policy and the target policy
@@ -41,6 +44,8 @@ from smoothie_tf.agents import DDPGAgent, SmoothieAgent
 D = len(LOW)
 B = 16
 NETWORKS = {"actor_hidden": [16, 16], "critic_state_embedding": 16, "critic_hidden": [16], "batch_size": B}
+# Below every gradient norm of these tests (measured: critics 0.36 (DDPG) and 0.27, actors 0.74 and 2.07).
+GRAD_CLIP = 0.1
 # δ = 0.3 with errors of order 1 (rewards ~ N(0, 1), c = 1): some on each side of δ, asserted below.
 HUBER_DELTA = 0.3
 KL_PENALTY = 0.3
@@ -79,6 +84,15 @@ def optimizer_variables(optimizer) -> set:
     return {id(v) for v in optimizer._trainable_variables}
 
 
+def global_norm(gradients: list[np.ndarray]) -> float:
+    return float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in gradients)))
+
+
+def clipped(gradients: list[np.ndarray], clip_norm: float) -> list[np.ndarray]:
+    """g·min(1, c/‖g‖), ‖g‖ the global norm over all of them."""
+    return [g * min(1.0, clip_norm / global_norm(gradients)) for g in gradients]
+
+
 def relative_error(actual: list[np.ndarray], expected: list[np.ndarray]) -> float:
     """max over variables of max|actual − expected| / max|expected|."""
     return max(
@@ -106,15 +120,29 @@ def bellman_targets(agent, batch) -> np.ndarray:
 
 def critic_gradient(agent, batch, actions) -> tuple[list[np.ndarray], np.ndarray]:
     """∇w mean Huber_δ(Q_w(s, a) − y), clipped to global norm grad_clip, at the critic as it is;
-    and the errors Q_w(s, a) − y: [B]."""
+    and the errors Q_w(s, a) − y: [B]. The clip binds: the gradient's norm exceeds grad_clip."""
     y = bellman_targets(agent, batch)
     variables = agent.critic.trainable_variables
     with tf.GradientTape() as tape:
         error = agent.critic(batch.observations, actions) - y
         loss = tf.reduce_mean(huber(error, agent.config.huber_delta))
     grads = [g.numpy() for g in tape.gradient(loss, variables)]
-    norm = np.sqrt(sum(np.sum(g**2) for g in grads))
-    return [g * min(1.0, agent.config.grad_clip / norm) for g in grads], error.numpy()
+    assert agent.config.grad_clip == GRAD_CLIP and global_norm(grads) > 2 * GRAD_CLIP, global_norm(grads)
+    return clipped(grads, GRAD_CLIP), error.numpy()
+
+
+def assert_critic_step_applied(agent, expected: list[np.ndarray]) -> None:
+    """The critic's step applied `expected`, the clipped gradient: of global norm grad_clip."""
+    applied = applied_gradients(agent.critic_optimizer, agent.critic.trainable_variables)
+    assert_gradients_equal(applied, expected)
+    assert global_norm(applied) == pytest.approx(GRAD_CLIP, rel=1e-4)
+
+
+def assert_actor_gradient_unclipped(applied: list[np.ndarray], expected: list[np.ndarray]) -> None:
+    """The actor's gradient exceeds grad_clip, and the step applied it whole: Table 1 clips Q's
+    gradients only, and the same gradient clipped to grad_clip is off by far more than the tolerance."""
+    assert global_norm(expected) > 2 * GRAD_CLIP, global_norm(expected)
+    assert relative_error(applied, clipped(expected, GRAD_CLIP)) > 1.0
 
 
 def assert_errors_on_both_sides_of_delta(errors: np.ndarray, delta: float) -> None:
@@ -150,7 +178,15 @@ def ddpg_actor_gradient(agent, critic, observations) -> list[np.ndarray]:
 
 def test_ddpg_actor_step_is_the_deterministic_policy_gradient_of_the_updated_critic():
     agent = DDPGAgent(
-        S, LOW, HIGH, seed=0, reward_scale=1.0, huber_delta=HUBER_DELTA, critic_lr=CRITIC_LR, **NETWORKS
+        S,
+        LOW,
+        HIGH,
+        seed=0,
+        reward_scale=1.0,
+        huber_delta=HUBER_DELTA,
+        critic_lr=CRITIC_LR,
+        grad_clip=GRAD_CLIP,
+        **NETWORKS,
     )
     perturb(agent.target_critic.variables, 0.05, seed=1)
     perturb(agent.target_policy.variables, 0.3, seed=2)
@@ -164,9 +200,7 @@ def test_ddpg_actor_step_is_the_deterministic_policy_gradient_of_the_updated_cri
 
     before = trained_once(agent, batch)
 
-    assert_gradients_equal(
-        applied_gradients(agent.critic_optimizer, agent.critic.trainable_variables), expected_critic
-    )
+    assert_critic_step_applied(agent, expected_critic)
     # The actor optimizer trains θ, all of it, and φ neither gets a gradient nor moves.
     actor = agent.policy.mean_variables
     assert optimizer_variables(agent.actor_optimizer) == {id(v) for v in actor}
@@ -179,6 +213,7 @@ def test_ddpg_actor_step_is_the_deterministic_policy_gradient_of_the_updated_cri
         with holding(agent.target_critic.variables, before["target_critic"]):
             with_target_critic = ddpg_actor_gradient(agent, agent.target_critic, s)
     assert_gradients_equal(applied, expected)
+    assert_actor_gradient_unclipped(applied, expected)
     # What the comparison rules out, each off by far more than the tolerance.
     assert relative_error(applied, [-g for g in expected]) > 1.0
     assert relative_error(applied, with_target_critic) > 100 * TOLERANCE
@@ -237,6 +272,7 @@ def smoothie_agent(log_variance_lr: float) -> SmoothieAgent:
         reward_scale=1.0,
         huber_delta=HUBER_DELTA,
         critic_lr=CRITIC_LR,
+        grad_clip=GRAD_CLIP,
         kl_penalty=KL_PENALTY,
         initial_log_variance=0.5,
         log_variance_lr=log_variance_lr,
@@ -263,9 +299,7 @@ def test_smoothie_actor_step_is_theorem_1_plus_the_kl_of_the_updated_critic(log_
 
     before = trained_once(agent, batch)
 
-    assert_gradients_equal(
-        applied_gradients(agent.critic_optimizer, agent.critic.trainable_variables), expected_critic
-    )
+    assert_critic_step_applied(agent, expected_critic)
     theta, phi = agent.policy.mean_variables, agent.policy.log_variance
     if log_variance_lr > 0:  # φ has an Adam of its own, and the actor's trains θ alone
         assert optimizer_variables(agent.actor_optimizer) == {id(v) for v in theta}
@@ -295,6 +329,7 @@ def test_smoothie_actor_step_is_theorem_1_plus_the_kl_of_the_updated_critic(log_
                 wrong["the critic before its update"] = smoothie_actor_gradient(agent, s)
             flipped = [-g for g in expected]
     assert_gradients_equal(applied, expected)
+    assert_actor_gradient_unclipped(applied, expected)
     assert relative_error(applied, flipped) > 1.0
     for name, gradients in wrong.items():
         # φ's gradient alone would tell each of them apart.

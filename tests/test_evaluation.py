@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -13,8 +14,9 @@ import tensorflow as tf
 from small_runs import ROOT, bandit_hparams, hopper_hparams
 
 from smoothie_tf import evaluation, training
-from smoothie_tf.agents import AGENTS
+from smoothie_tf.agents import AGENTS, make_agent
 from smoothie_tf.checkpoints import CheckpointDirectory
+from smoothie_tf.envs import LQR_ID, make_env
 
 EVAL = [sys.executable, str(ROOT / "bin" / "eval")]
 
@@ -141,34 +143,51 @@ def test_stochastic_ddpg_evaluation_is_a_function_of_its_seed(ddpg_bandit_run):
     assert len(set(mean)) == 1 and mean[0] not in first
 
 
-def test_stochastic_ddpg_evaluation_restarts_the_ou_noise_at_each_episode(ddpg_bandit_run):
-    """Each episode's first action is μ(s) + x_1 with x_1 = (1 − θ)·0 + σ·ε: the OU state is 0
-    when the episode starts, and x_1 is σ times the generator's next normal draw."""
-    agent, env_id, _, _ = evaluation.load_agent(ddpg_bandit_run)
+def test_stochastic_ddpg_evaluation_restarts_the_ou_noise_at_each_episode_only():
+    """On SmoothieLQR-v0 (200-step episodes), with a small untrained DDPG agent: each action is
+    clip(μ(s) + x_{t+1}) with x_{t+1} = (1 − θ)·x_t + σ·ε_t, ε_t the generator's next normal draw;
+    x is 0 before each episode's first action, and carries over from one step to the next within
+    an episode (reset at episode starts only)."""
+    hp = bandit_hparams("ddpg", ou_damping=0.15, ou_stddev=2.0)
+    env = make_env(LQR_ID)
+    observation_dim, low, high = env.observation_space.shape[0], env.action_space.low, env.action_space.high
+    env.close()
+    agent = make_agent(hp, observation_dim, types.SimpleNamespace(low=low, high=high), seed=2)
     actor = evaluation.checkpoint_actor(agent, True, 3)
     noise = agent.exploration_noise
-    sigma = agent.config.ou_stddev
-    mean = agent.act(np.ones(1, np.float32), deterministic=True)
+    theta, sigma = hp.ou_damping, hp.ou_stddev
     copy = tf.random.Generator.from_state(noise.generator.state.numpy(), noise.generator.algorithm)
     # Drawn as the compiled acting graph draws (XLA's normal is not the eager kernel's).
     next_normal = tf.function(lambda: copy.normal([agent.action_dim]), jit_compile=True)
-    records = []
+    episodes = []  # per episode: (observation, x before, ε, x after, action) for each step
+
+    def reset():
+        actor.reset()
+        episodes.append([])
 
     def act(observation):
         copy.reset(noise.generator.state.numpy())
         epsilon = next_normal().numpy()
         state_before = noise.state.numpy().copy()
         action = actor(observation)
-        records.append((state_before, epsilon, noise.state.numpy().copy(), action))
+        episodes[-1].append((observation, state_before, epsilon, noise.state.numpy().copy(), action))
         return action
 
-    results = evaluation.run_episodes(env_id, evaluation.Actor(act, actor.reset), 5, seed=3)
-    assert results.lengths == [1] * 5 and len(records) == 5
-    for state_before, epsilon, state_after, action in records:
-        np.testing.assert_array_equal(state_before, 0.0)
-        np.testing.assert_allclose(state_after, sigma * epsilon, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(action, np.clip(mean + state_after, -2.0, 2.0), rtol=1e-5, atol=1e-6)
-    assert len({float(r[2][0]) for r in records}) == 5
+    results = evaluation.run_episodes(LQR_ID, evaluation.Actor(act, reset), 3, seed=3)
+    assert results.lengths == [200] * 3 and [len(steps) for steps in episodes] == [200] * 3
+    for steps in episodes:
+        observations, before, epsilon, after, actions = map(np.stack, zip(*steps, strict=True))
+        np.testing.assert_array_equal(before[0], 0.0)  # reset at the episode's start
+        np.testing.assert_array_equal(before[1:], after[:-1])  # and not between its steps
+        np.testing.assert_allclose(after, (1 - theta) * before + sigma * epsilon, rtol=1e-5, atol=1e-6)
+        # x_t stays far from 0 within an episode: stationary std σ/sqrt(1 − (1 − θ)²) = 3.8
+        # (measured: mean |x_t| 2.7 to 3.2 per episode).
+        assert np.mean(np.abs(before[1:])) > 1.0, np.mean(np.abs(before[1:]))
+        # Against bounds of ±5, some actions are clipped (measured: 13% to 23% of the coordinates).
+        means = agent.policy(observations).numpy()
+        np.testing.assert_allclose(actions, np.clip(means + after, low, high), rtol=1e-5, atol=1e-5)
+    starts = [steps[0][3] for steps in episodes]  # x_1 = σ·ε of each episode: distinct draws
+    assert len({float(x[0]) for x in starts}) == 3
 
 
 def test_cli_stochastic_ddpg_evaluation_follows_its_seed(ddpg_bandit_run):

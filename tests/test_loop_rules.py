@@ -330,3 +330,20 @@ def test_smoothie_with_a_large_variance_stores_the_clipped_actions_the_env_recei
     assert np.all(received >= LOW) and np.all(received <= HIGH)
     at_bounds = np.mean((received == LOW) | (received == HIGH))
     assert at_bounds > 0.4, at_bounds  # clipped: without the clip none would sit on a bound
+
+
+def test_ddpg_with_a_large_noise_stores_the_clipped_actions_the_env_received(tmp_path):
+    """The real DDPGAgent, OU σ = 5 (each episode's first noise is 5·ε against box widths of 3, and
+    it grows from there): most exploring actions are clipped, and the replay holds exactly what
+    the env received."""
+    total = 40
+    hp = loop_hparams(agent="ddpg", total_steps=total, ou_stddev=5.0)
+    trainer = training.Trainer(ENV_ID, hp, 0, tmp_path)
+    trainer.run()
+    received = np.stack(trainer.env.unwrapped.received)
+    assert received.shape == (total, 2)
+    np.testing.assert_array_equal(stored_transitions(trainer)["actions"], received)
+    assert np.all(received >= LOW) and np.all(received <= HIGH)
+    at_bounds = np.mean((received == LOW) | (received == HIGH))
+    # Measured: 0.86 of the coordinates sit on a bound; without the clip none would.
+    assert at_bounds > 0.4, at_bounds

@@ -169,6 +169,21 @@ def requirement_lines() -> list[Requirement]:
     return [Requirement(line.split("#", 1)[0]) for line in lines if line.split("#", 1)[0].strip()]
 
 
+def test_the_build_backend_is_pinned_in_requirements():
+    """Each [build-system] requirement has an exact pin in requirements.txt that satisfies it, so
+    the environment bin/* installs from requirements.txt can build the package offline. The build
+    tests above skip in an environment that cannot; without the pin they would skip silently."""
+    build = [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
+    assert build, "pyproject.toml's [build-system] requires nothing"
+    pins = {canonicalize_name(r.name): r for r in requirement_lines()}
+    for requirement in build:
+        pin = pins.get(canonicalize_name(requirement.name))
+        assert pin is not None, f"{requirement} ([build-system]) is not pinned in requirements.txt"
+        versions = [spec.version for spec in pin.specifier if spec.operator == "=="]
+        assert len(versions) == 1, pin
+        assert requirement.specifier.contains(Version(versions[0])), (pin, requirement)
+
+
 def test_dependencies_are_the_requirements_pins_widened_to_patch_releases():
     """Each pin X==A.B.C of requirements.txt is declared as X~=A.B.C (>= A.B.C, < A.(B+1)), in the
     dependencies or an extra, with the same extras; nothing else is declared. A pin of the build

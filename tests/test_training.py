@@ -136,11 +136,18 @@ def checkpointed_float_values(path: pathlib.Path) -> dict[str, np.ndarray]:
     return {name: v for name, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
 
 
-@pytest.mark.parametrize("agent", ["smoothie", "ddpg"])
-def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(tmp_path, monkeypatch, agent):
-    """The update of step 100, a checkpoint step, leaves a NaN in the critic while the losses it
-    reports (computed before the update) are finite: the run stops at step 100, and the last
-    checkpoint, step 50's, holds finite weights."""
+@pytest.mark.parametrize(
+    "agent, broken_at, updates_per_step",
+    [("smoothie", 100, 1), ("ddpg", 73, 1), ("ddpg", 73, 2)],
+)
+def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(
+    tmp_path, monkeypatch, agent, broken_at, updates_per_step
+):
+    """The first update of step `broken_at` (100: a checkpoint step; 73: not one) leaves a NaN in
+    the critic while the losses it reports (computed before the update) are finite: the run stops
+    at that step, right after that update, and the last checkpoint, step 50's, holds finite
+    weights. With two updates per step the first is a plain `train_step` (the second also draws
+    the next action), and the run stops after it, before the second."""
     poison = tf.Variable(False)
 
     def make_poisoned_agent(*args, **kwargs):
@@ -156,16 +163,21 @@ def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(t
         return built
 
     monkeypatch.setattr(training, "make_agent", make_poisoned_agent)
-    trainer = training.Trainer("SmoothieBandit-v0", bandit_hparams(agent), 0, tmp_path)
-    trainer.on_progress = lambda progress: poison.assign(progress.step == 99)
+    hp = bandit_hparams(agent, updates_per_step=updates_per_step)
+    assert hp.checkpoint_interval == 50 and hp.total_steps > broken_at
+    trainer = training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path)
+    trainer.on_progress = lambda progress: poison.assign(progress.step == broken_at - 1)
     with pytest.raises(training.NonFiniteLossError) as raised:
         trainer.run()
     message = str(raised.value)
-    assert message.startswith("non-finite weights after the update at step 100 (its losses: critic ")
+    assert message.startswith(f"non-finite weights after the update at step {broken_at} (its losses: critic ")
     assert "nan" not in message and message.endswith(
         f"the run stopped and its last good checkpoint is kept (ckpt-{50:010d})"
     )
-    assert trainer.step == 100
+    assert trainer.step == broken_at
+    # Updates from step batch_size on, updates_per_step a step; of step broken_at's, the first only.
+    updates = updates_per_step * (broken_at - hp.batch_size) + 1
+    assert int(trainer.agent.critic_optimizer.iterations.numpy()) == updates
     checkpoints = CheckpointDirectory(tmp_path / "checkpoints")
     assert [p.name for p in checkpoints.all()] == [f"ckpt-{50:010d}"]
     values = checkpointed_float_values(checkpoints.latest())
