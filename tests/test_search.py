@@ -195,9 +195,15 @@ class TinySearch:
     snapshots_when_restored: dict
 
 
+# Trials of the tiny search. Two run at once and each takes seconds on a quiet machine, where
+# Tune reports a trial's end several seconds late: with 3 trials all of them could end before the
+# SIGINT below arrives. With 8, at least two are still to run when it does.
+TINY_TRIALS = 8
+
+
 @pytest.fixture(scope="module")
 def tiny_search(tmp_path_factory) -> TinySearch:
-    """3 trials x 2 seeds x 200 steps of small networks: stopped with SIGINT 2 s after the first
+    """8 trials x 2 seeds x 200 steps of small networks: stopped with SIGINT 2 s after the first
     trial ends, resumed to the end, then run once more."""
     directory = tmp_path_factory.mktemp("search")
     base = bandit_hparams(total_steps=200, eval_interval=100, checkpoint_interval=100)
@@ -207,8 +213,8 @@ def tiny_search(tmp_path_factory) -> TinySearch:
     # Ranked by the second-half mean, which with evaluations at 100 and 200 of 200 steps is the
     # evaluation at 200: the final return, so the tests of the ranking below hold for both scores.
     command = search_command(
-        "--env=SmoothieBandit-v0", f"--hparams={base_file}", "--trials=3", "--seeds=2", f"--logdir={logdir}",
-        "--score=second_half_mean",
+        "--env=SmoothieBandit-v0", f"--hparams={base_file}", f"--trials={TINY_TRIALS}", "--seeds=2",
+        f"--logdir={logdir}", "--score=second_half_mean",
     )  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -259,12 +265,12 @@ def test_the_resumed_search_keeps_finished_trials_and_ends_the_others(tiny_searc
     for trial, snapshot in finished_before.items():
         assert tiny_search.snapshots_when_resumed[trial] == snapshot, trial
     rows = read_table(tiny_search.logdir)
-    assert len(rows) == 3 and {row["status"] for row in rows} == {"done"}
-    # The same three trials, not a new search: the finished ones with their results.
+    assert len(rows) == TINY_TRIALS and {row["status"] for row in rows} == {"done"}
+    # The same trials, not a new search: the finished ones with their results.
     assert {row["trial_id"] for row in rows} == {
         row["trial_id"] for row in tiny_search.table_when_interrupted
     }
-    assert len(list((tiny_search.logdir / "trials").iterdir())) == 3
+    assert len(list((tiny_search.logdir / "trials").iterdir())) == TINY_TRIALS
     before = {row["trial_id"]: row["final_return"] for row in tiny_search.table_when_interrupted}
     for row in rows:
         if row["trial_id"] in finished_before:
@@ -273,7 +279,7 @@ def test_the_resumed_search_keeps_finished_trials_and_ends_the_others(tiny_searc
 
 def test_restoring_a_finished_search_reruns_no_trial(tiny_search):
     assert tiny_search.restored.returncode == 0, tiny_search.restored.stderr[-3000:]
-    assert len(tiny_search.snapshots_when_restored) == 3
+    assert len(tiny_search.snapshots_when_restored) == TINY_TRIALS
     assert tiny_search.snapshots_when_restored == tiny_search.snapshots_when_resumed
     table = tiny_search.restored.stdout[tiny_search.restored.stdout.index("rank  trial_id") :]
     assert table in tiny_search.resumed.stdout
@@ -290,7 +296,7 @@ def test_the_table_ranks_trials_by_mean_final_return_over_seeds(tiny_search):
     rows = read_table(tiny_search.logdir)
     finals = [float(row["final_return"]) for row in rows]
     assert finals == sorted(finals, reverse=True)
-    assert [int(row["rank"]) for row in rows] == [1, 2, 3]
+    assert [int(row["rank"]) for row in rows] == list(range(1, TINY_TRIALS + 1))
     for row in rows:
         runs = [pathlib.Path(row["logdir"]) / f"seed{seed}" for seed in range(2)]
         evaluations = [last_eval_return(run) for run in runs]  # TensorBoard sees every run
