@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from smoothie_tf import envs
+from smoothie_tf import envs, plotting
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf.lqr import LinearQuadratic
 from smoothie_tf.training import Trainer, check_logdir
@@ -506,9 +506,4 @@ def plot(records: list[Record], out: pathlib.Path, lq: LinearQuadratic, hp: hpar
     unique = {label: handle for label, handle in zip(labels, handles, strict=True) if label}
     axis.legend(unique.values(), unique.keys(), fontsize="small")
     figure.tight_layout()
-    out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.stem + ".tmp" + out.suffix)
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    temporary.replace(out)
+    plotting.save_figure(figure, out, dpi=110)

@@ -184,9 +184,16 @@ def plot(
         axis.grid(alpha=0.3)
         axis.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
+    save_figure(figure, out, dpi=120)
+
+
+def save_figure(figure, out: str | pathlib.Path, dpi: int) -> None:
+    """Writes `figure` to `out` (its parents created) atomically, and closes it."""
+    import matplotlib.pyplot as plt
+
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.stem + ".tmp" + out.suffix)
-    figure.savefig(temporary, dpi=120)
+    figure.savefig(temporary, dpi=dpi)
     plt.close(figure)
     temporary.replace(out)
