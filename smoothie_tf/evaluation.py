@@ -81,7 +81,7 @@ def run_episodes(
     """`episodes` episodes of `act` (observation [S] -> action [d]; an `Actor` is reset at each
     episode start); with `video_dir`, one MP4 per episode (`episode_000.mp4`, ...), rendered
     offscreen by `smoothie_tf.video`. `env_kwargs` go to `gymnasium.make` (a run's are in its
-    hparams.json: `read_env_kwargs`)."""
+    hparams.json: `read_run`)."""
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
     env_kwargs = dict(env_kwargs or {})
@@ -119,34 +119,26 @@ def run_episodes(
 # --- from a run directory ------------------------------------------------------------------
 
 
-def read_run(logdir: str | pathlib.Path) -> tuple[str, hparams_lib.HParams, int]:
-    """(env id, hparams, seed) of the run in `logdir`, from its hparams.json."""
+def read_run(logdir: str | pathlib.Path) -> tuple[str, hparams_lib.HParams, int, dict]:
+    """(env id, hparams, seed, env keyword arguments) of the run in `logdir`, from its
+    hparams.json; the keyword arguments are {} for a run recorded without them."""
     path = pathlib.Path(logdir) / "hparams.json"
     if not path.is_file():
         raise EvaluationError(f"{logdir} is not a run directory: it has no hparams.json")
     try:
         record = json.loads(path.read_text())
-        return record["env"], hparams_lib.from_dict(record["hparams"]), int(record["seed"])
-    except (json.JSONDecodeError, KeyError, TypeError, hparams_lib.HParamsError) as error:
+        env_kwargs = record.get("env_kwargs", {})
+        if not isinstance(env_kwargs, dict):
+            raise TypeError(f"env_kwargs must be a JSON object, got {env_kwargs!r}")
+        return record["env"], hparams_lib.from_dict(record["hparams"]), int(record["seed"]), env_kwargs
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, hparams_lib.HParamsError) as error:
         raise EvaluationError(f"{path} cannot be read: {error}") from error
-
-
-def read_env_kwargs(logdir: str | pathlib.Path) -> dict:
-    """The keyword arguments the run in `logdir` made its environment with ({} for none)."""
-    path = pathlib.Path(logdir) / "hparams.json"
-    try:
-        env_kwargs = json.loads(path.read_text()).get("env_kwargs", {})
-    except (OSError, json.JSONDecodeError, AttributeError) as error:
-        raise EvaluationError(f"{path} cannot be read: {error}") from error
-    if not isinstance(env_kwargs, dict):
-        raise EvaluationError(f"{path}: env_kwargs must be a JSON object, got {env_kwargs!r}")
-    return env_kwargs
 
 
 def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None = None):
     """(agent, env id, step, checkpoint path): the run's agent restored from `checkpoint`, or
     from the latest checkpoint of `logdir`."""
-    env_id, hp, seed = read_run(logdir)
+    env_id, hp, seed, env_kwargs = read_run(logdir)
     checkpoints = CheckpointDirectory(pathlib.Path(logdir) / "checkpoints")
     path = pathlib.Path(checkpoint) if checkpoint is not None else checkpoints.latest()
     if path is None:
@@ -154,7 +146,7 @@ def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None
     if not path.is_dir():
         raise EvaluationError(f"checkpoint {path} does not exist")
     state = checkpoints.read_state(path)
-    env = make_env(env_id, **read_env_kwargs(logdir))
+    env = make_env(env_id, **env_kwargs)
     try:
         observation_dim = int(np.prod(env.observation_space.shape))
         agent = make_agent(hp, observation_dim, env.action_space, seed)
@@ -185,9 +177,10 @@ def checkpoint_actor(agent, stochastic: bool, seed: int) -> Actor:
 
 def saved_model_actor(
     directory: str | pathlib.Path,
-) -> tuple[Callable[[np.ndarray], np.ndarray], str | None, int | None]:
-    """(act, env id, training step) of an exported policy, run with TensorFlow alone; the env
-    id and step are None for a SavedModel that does not record them."""
+) -> tuple[Callable[[np.ndarray], np.ndarray], str | None, int | None, dict]:
+    """(act, env id, training step, env keyword arguments) of an exported policy, run with
+    TensorFlow alone; the env id and step are None, the keyword arguments {}, for a SavedModel
+    that does not record them."""
     try:
         module = tf.saved_model.load(str(directory))
         module.mean_action  # noqa: B018  (fails here if it is not an exported policy)
@@ -196,18 +189,9 @@ def saved_model_actor(
         raise EvaluationError(f"{directory} is not an exported policy: {reason}") from error
     env_id = module.env_id.numpy().decode() if hasattr(module, "env_id") else None
     step = int(module.step.numpy()) if hasattr(module, "step") else None
+    env_kwargs = json.loads(module.env_kwargs.numpy().decode()) if hasattr(module, "env_kwargs") else {}
 
     def act(observation: np.ndarray, module=module) -> np.ndarray:  # keeps the variables alive
         return module.mean_action(np.asarray(observation, np.float32)[None])[0].numpy()
 
-    return act, env_id, step
-
-
-def saved_model_env_kwargs(directory: str | pathlib.Path) -> dict:
-    """The keyword arguments the exported policy's environment was made with ({} when it does
-    not record them)."""
-    try:
-        module = tf.saved_model.load(str(directory))
-        return json.loads(module.env_kwargs.numpy().decode()) if hasattr(module, "env_kwargs") else {}
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise EvaluationError(f"{directory} is not an exported policy: {error}") from error
+    return act, env_id, step, env_kwargs

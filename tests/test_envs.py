@@ -136,13 +136,15 @@ def test_make_env_casts_observations_to_float32():
     assert bandit_observation.dtype == np.float32 and bandit_observation.tolist() == [1.0]
 
 
-def test_a_seeded_reset_and_replayed_actions_restore_an_episode_exactly():
-    """The resume recipe of the module docstring: reset(seed=...) then the same actions."""
-    actions = np.random.default_rng(0).uniform(-1, 1, size=(40, 3)).astype(np.float32)
-    straight = make_env("Hopper-v4", seed=3)
+def replay_restores_the_episode(env_id: str, actions: np.ndarray, between=lambda: None):
+    """The resume recipe of the module docstring: an episode reset with seed 7 and stepped with
+    `actions`, and a fresh env (as a fresh process would build) reset with the same seed and
+    replaying the first 25 actions, after `between()`, go on identically. Returns that env."""
+    straight = make_env(env_id, seed=3)
     straight.reset(seed=7)
     path = [straight.step(a)[:2] for a in actions]
-    restored = make_env("Hopper-v4")  # a fresh process would build a fresh env
+    between()
+    restored = make_env(env_id)
     restored.reset(seed=7)
     for a in actions[:25]:
         restored.step(a)
@@ -150,6 +152,13 @@ def test_a_seeded_reset_and_replayed_actions_restore_an_episode_exactly():
         again, again_reward, *_ = restored.step(a)
         np.testing.assert_array_equal(again, observation)
         assert again_reward == reward
+    return restored
+
+
+def test_a_seeded_reset_and_replayed_actions_restore_an_episode_exactly():
+    """The resume recipe of the module docstring: reset(seed=...) then the same actions."""
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(40, 3)).astype(np.float32)
+    replay_restores_the_episode("Hopper-v4", actions)
     # Unseeded resets continue the RNG a seeded one started: the same seed, the same sequence.
     a, b = make_env("Hopper-v4", seed=5), make_env("Hopper-v4", seed=5)
     np.testing.assert_array_equal(a.reset()[0], b.reset()[0])
@@ -236,18 +245,8 @@ def test_lqr_episodes_are_truncated_after_200_steps_and_never_terminated():
 
 def test_lqr_seeded_reset_and_replayed_actions_restore_an_episode_exactly():
     actions = np.random.default_rng(0).uniform(-5, 5, size=(60, 2)).astype(np.float32)
-    straight = make_env(envs.LQR_ID, seed=3)
-    straight.reset(seed=7)
-    path = [straight.step(a)[:2] for a in actions]
-    np.random.seed(123)  # noqa: NPY002 -- the env's randomness is its own np_random, not numpy's global one
-    restored = make_env(envs.LQR_ID)
-    restored.reset(seed=7)
-    for a in actions[:25]:
-        restored.step(a)
-    for a, (observation, reward) in zip(actions[25:], path[25:], strict=True):
-        again, again_reward, *_ = restored.step(a)
-        np.testing.assert_array_equal(again, observation)
-        assert again_reward == reward
+    # The env's randomness is its own np_random, not numpy's global one.
+    restored = replay_restores_the_episode(envs.LQR_ID, actions, between=lambda: np.random.seed(123))  # noqa: NPY002
     assert not np.array_equal(make_env(envs.LQR_ID).reset(seed=8)[0], restored.reset(seed=7)[0])
 
 

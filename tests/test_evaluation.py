@@ -60,7 +60,7 @@ def test_eval_prints_a_summary_and_ends_with_the_json_contract(hopper_run):
 def test_saved_model_evaluates_like_its_checkpoint_on_the_same_seed(hopper_run):
     agent, env_id, step, _ = evaluation.load_agent(hopper_run)
     from_checkpoint = evaluation.run_episodes(env_id, evaluation.checkpoint_actor(agent, False, 0), 3, seed=9)
-    act, saved_env, saved_step = evaluation.saved_model_actor(hopper_run / "policy")
+    act, saved_env, saved_step, _ = evaluation.saved_model_actor(hopper_run / "policy")
     from_saved_model = evaluation.run_episodes(saved_env, act, 3, seed=9)
     assert (saved_env, saved_step) == (env_id, step) == ("Hopper-v4", 400)
     assert from_saved_model.returns == from_checkpoint.returns

@@ -490,8 +490,8 @@ def test_env_kwargs_make_the_env_and_identify_the_run(tmp_path):
     np.testing.assert_array_equal(trainer.eval_env.unwrapped.R, R)
     trainer.run()
     assert json.loads((tmp_path / "hparams.json").read_text())["env_kwargs"] == {"R": R}
-    assert evaluation.read_env_kwargs(tmp_path) == {"R": R}
-    assert evaluation.saved_model_env_kwargs(tmp_path / "policy") == {"R": R}
+    assert evaluation.read_run(tmp_path)[3] == {"R": R}
+    assert evaluation.saved_model_actor(tmp_path / "policy")[3] == {"R": R}
     with pytest.raises(training.RunConfigError, match="env_kwargs"):
         training.Trainer("SmoothieLQR-v0", hp, 0, tmp_path).run()
     resumed = training.Trainer("SmoothieLQR-v0", hp, 0, tmp_path, env_kwargs={"R": R})
