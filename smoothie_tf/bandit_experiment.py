@@ -48,14 +48,14 @@ def run_seed(hp: hparams_lib.HParams, seed: int, logdir: pathlib.Path) -> Trajec
     if record_file.exists() and (logdir / "policy").exists():
         return Trajectory(**json.loads(record_file.read_text()))
     trainer = Trainer(envs.BANDIT_ID, hp, seed, logdir)
-    state = tf.ones([1, 1])
+    state = tf.ones([1, 1, 1])  # [member, batch, state]
     steps, means, variances = [], [], []
 
     def record(progress) -> None:
         if progress.step % hp.eval_interval == 0 or progress.step == hp.total_steps:
             steps.append(progress.step)
-            means.append(float(trainer.agent.policy(state)[0, 0]))
-            variances.append(float(trainer.agent.policy.variance()[0]))
+            means.append(float(trainer.agent.policy(state)[0, 0, 0]))
+            variances.append(float(trainer.agent.policy.variance()[0, 0]))
 
     trainer.on_progress = record
     trainer.run()

@@ -159,14 +159,20 @@ def train_step_flops(
 
 def compiled_dot_flops(hlo: str) -> int:
     """Σ 2·|output|·|contracted dims| over the dot instructions of an optimised HLO module
-    (the matmuls XLA actually runs, after dead code is removed)."""
+    (the matmuls XLA actually runs, after dead code is removed); the output of a batched dot
+    (`lhs_batch_dims`, e.g. a population's member axis) counts its batch dimensions."""
     import re
 
     shapes = {}
     for name, dims in re.findall(r"%([\w.\-]+) = \w+\[([\d,]*)\]", hlo):
         shapes[name] = [int(x) for x in dims.split(",") if x]
     total = 0
-    pattern = r"= \w+\[([\d,]*)\]\S* dot\(%([\w.\-]+), %[\w.\-]+\), lhs_contracting_dims=\{([\d,]*)\}"
+    batch_dims = r"(?:lhs_batch_dims=\{[\d,]*\}, )?"
+    pattern = (
+        r"= \w+\[([\d,]*)\]\S* dot\(%([\w.\-]+), %[\w.\-]+\), "
+        + batch_dims
+        + r"lhs_contracting_dims=\{([\d,]*)\}"
+    )
     for out_dims, lhs, contracting in re.findall(pattern, hlo):
         output = int(np.prod([int(x) for x in out_dims.split(",") if x]))
         contracted = int(np.prod([shapes[lhs][int(i)] for i in contracting.split(",") if i]))
@@ -191,17 +197,19 @@ def matmul_rate(n: int = 1024, repeats: int = 5) -> float:
     return inner * 2 * n**3 / seconds
 
 
-def random_batch(batch: int, observation_dim: int, action_dim: int, seed: int = 0):
-    """A replay-shaped batch of random transitions."""
+def random_batch(batch: int, observation_dim: int, action_dim: int, seed: int = 0, members: int = 1):
+    """A replay-shaped batch of random transitions for a population of `members`: [P, B, ...]
+    (what `population_train_step` takes; P = 1 is one run)."""
     from smoothie_tf.replay import Batch
 
     rng = np.random.default_rng(seed)
+    p, b = members, batch
     return Batch(
-        observations=tf.constant(rng.normal(size=(batch, observation_dim)), tf.float32),
-        actions=tf.constant(rng.uniform(-1, 1, size=(batch, action_dim)), tf.float32),
-        rewards=tf.constant(rng.normal(size=(batch,)), tf.float32),
-        next_observations=tf.constant(rng.normal(size=(batch, observation_dim)), tf.float32),
-        terminated=tf.constant(rng.uniform(size=(batch,)) < 0.05, tf.float32),
+        observations=tf.constant(rng.normal(size=(p, b, observation_dim)), tf.float32),
+        actions=tf.constant(rng.uniform(-1, 1, size=(p, b, action_dim)), tf.float32),
+        rewards=tf.constant(rng.normal(size=(p, b)), tf.float32),
+        next_observations=tf.constant(rng.normal(size=(p, b, observation_dim)), tf.float32),
+        terminated=tf.constant(rng.uniform(size=(p, b)) < 0.05, tf.float32),
     )
 
 
@@ -212,7 +220,8 @@ def train_step_figures(
     repeats: int = 7,
     matmul_flops_per_sec: float | None = None,
 ) -> dict:
-    """Updates per second of the Smoothie and DDPG train steps (paper networks), their ratio,
+    """Updates per second of the Smoothie and DDPG train steps (paper networks, one run: the
+    compiled `population_train_step` of a population of one on a [1, B, ...] batch), their ratio,
     their FLOP count (`train_step_flops`, checked against the matmuls XLA compiled) and the
     FLOP rate achieved as a fraction of `matmul_flops_per_sec` (a large matmul's rate)."""
     from smoothie_tf.agents import DDPGAgent, SmoothieAgent
@@ -227,7 +236,7 @@ def train_step_figures(
             for label, cls in (("smoothie", SmoothieAgent), ("ddpg", DDPGAgent))
         }
         seconds = time_calls(
-            {label: (lambda a=agent, b=data: a.train_step(b)) for label, agent in agents.items()},
+            {label: (lambda a=agent, b=data: a.population_train_step(b)) for label, agent in agents.items()},
             calls,
             repeats,
         )
@@ -241,7 +250,7 @@ def train_step_figures(
                 kl=agent.computes_kl if label == "smoothie" else False,
             )
             compiled = compiled_dot_flops(
-                agent.train_step.experimental_get_compiler_ir(data)(stage="optimized_hlo")
+                agent.population_train_step.experimental_get_compiler_ir(data)(stage="optimized_hlo")
             )
             entry[f"{label}_updates_per_sec"] = round(1.0 / seconds[label], 1)
             entry[f"{label}_step_ms"] = round(1e3 * seconds[label], 3)
@@ -266,7 +275,8 @@ def train_step_profile(
     leaves the per-parameter work (gradients' outer products, clipping, Adam, Polyak) and the
     per-operation costs without the batch's matmuls; `step_batch_<4B>` the step on four times
     the batch, from which `marginal_gflop_per_sec`, the rate at which the extra examples'
-    FLOPs run, and `fixed_ms`, the step's time extrapolated to an empty batch, follow."""
+    FLOPs run, and `fixed_ms`, the step's time extrapolated to an empty batch, follow. Every
+    part runs on one run's data, [1, B, ...] (a population of one)."""
     from smoothie_tf.agents import SmoothieAgent
 
     low, high = -np.ones(action_dim), np.ones(action_dim)
@@ -289,9 +299,9 @@ def train_step_profile(
         ),
         "policy_update": compiled(lambda: agent.policy_update(data.observations)["loss/policy"]),
         "target_update": compiled(lambda: (agent.update_targets(), tf.constant(0.0))[1]),
-        "step": lambda: agent.train_step(data)["loss/critic"],
-        "step_batch_1": lambda: single.train_step(one)["loss/critic"],
-        f"step_batch_{4 * batch}": lambda: large.train_step(quadruple)["loss/critic"],
+        "step": lambda: agent.population_train_step(data)["loss/critic"],
+        "step_batch_1": lambda: single.population_train_step(one)["loss/critic"],
+        f"step_batch_{4 * batch}": lambda: large.population_train_step(quadruple)["loss/critic"],
     }
     seconds = time_calls(parts, calls, repeats)
     figures = {f"{name}_ms": round(1e3 * value, 3) for name, value in seconds.items()}

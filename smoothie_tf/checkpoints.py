@@ -1,8 +1,9 @@
 """Atomic, complete checkpoints of a training run.
 
 A checkpoint is a directory `ckpt-<step>` holding:
-  model.*        a tf.train.Checkpoint of the agent (networks, targets, optimizers, TF RNGs,
-                 exploration noise)
+  model.npz      the agent's state, one array per named variable (networks, targets,
+                 optimizer slots, random streams, exploration noise): one member's slices, so a
+                 member of a population writes the same checkpoint as a single run (no pickle)
   replay.npz     the replay buffer (no pickle)
   state.json     counters, the NumPy RNG state, the current episode's seed and actions, the env id
 
@@ -16,8 +17,9 @@ import json
 import os
 import pathlib
 import shutil
+import zipfile
 
-import tensorflow as tf
+import numpy as np
 
 PREFIX = "ckpt-"
 TEMPORARY = ".tmp-"
@@ -59,7 +61,7 @@ class CheckpointDirectory:
                 if path.name.startswith(TEMPORARY):
                     shutil.rmtree(path, ignore_errors=True)
 
-    def save(self, step: int, trackables: dict, replay, state: dict) -> pathlib.Path:
+    def save(self, step: int, arrays: dict[str, np.ndarray], replay, state: dict) -> pathlib.Path:
         """Writes checkpoint `step` atomically and prunes old ones; returns its directory."""
         final = self.directory / f"{PREFIX}{step:010d}"
         if final.exists():
@@ -68,7 +70,8 @@ class CheckpointDirectory:
         temporary = self.directory / f"{TEMPORARY}{PREFIX}{step:010d}-{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir()
-        tf.train.Checkpoint(**trackables).write(str(temporary / "model"))
+        with open(temporary / "model.npz", "wb") as file:
+            np.savez(file, **arrays)
         replay.save(temporary / "replay.npz")
         (temporary / "state.json").write_text(json.dumps(state))
         _fsync_tree(temporary)
@@ -86,10 +89,10 @@ class CheckpointDirectory:
             raise CheckpointError(f"checkpoint {path} is damaged: {error}") from error
 
     @staticmethod
-    def restore_model(path: pathlib.Path, trackables: dict) -> None:
-        """Restores the agent's variables in place; every saved value must find its variable."""
-        status = tf.train.Checkpoint(**trackables).read(str(path / "model"))
+    def read_model(path: pathlib.Path) -> dict[str, np.ndarray]:
+        """The agent's arrays of checkpoint `path`, by name (see `ActorCriticAgent.member_state`)."""
         try:
-            status.assert_existing_objects_matched()
-        except AssertionError as error:
-            raise CheckpointError(f"checkpoint {path} does not fit this agent: {error}") from error
+            with np.load(path / "model.npz", allow_pickle=False) as saved:
+                return {name: saved[name] for name in saved.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise CheckpointError(f"checkpoint {path} is damaged: {error}") from error

@@ -22,6 +22,7 @@ from smoothie_tf import video
 from smoothie_tf.agents import make_agent, mean_action_function
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import make_env
+from smoothie_tf.networks import unbatched_policy
 
 
 class EvaluationError(ValueError):
@@ -153,8 +154,8 @@ def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None
     finally:
         env.close()
     try:
-        checkpoints.restore_model(path, agent.checkpoint_items())
-    except (ValueError, tf.errors.OpError) as error:
+        agent.load_member_states([checkpoints.read_model(path)])
+    except ValueError as error:
         raise CheckpointError(f"checkpoint {path} does not fit the run's agent: {error}") from error
     return agent, env_id, int(state["step"]), path
 
@@ -171,7 +172,7 @@ def checkpoint_actor(agent, stochastic: bool, seed: int) -> Actor:
     if stochastic:
         agent.reseed_acting(acting_seed(seed))
         return Actor(lambda observation: agent.act(observation, deterministic=False), agent.reset_noise)
-    mean_action = mean_action_function(agent.policy, agent.observation_dim)
+    mean_action = mean_action_function(unbatched_policy(agent.policy, 0), agent.observation_dim)
     return Actor(lambda observation: mean_action(np.asarray(observation, np.float32)[None])[0].numpy())
 
 

@@ -2,7 +2,10 @@
 
 Equation numbers "eq. N" are the supplement's (`paper/smoothie-supplement.md`); "Theorem 1" is the
 main paper's policy gradient for the mean and covariance of a Gaussian policy.
-Shapes: B examples, d action dimensions.
+Shapes: B examples, d action dimensions, and any leading axes before them: a population's
+member axis P makes every [B, ...] argument [P, B, ...], every [d] argument [P, d] and every
+per-run constant (c, γ, δ) a [P, 1] tensor, and every loss a [P] vector with one loss per
+member; nothing is reduced across the leading axes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ def phantom_actions(replay_actions: tf.Tensor, variance: tf.Tensor, noise: tf.Te
     φ through it); noise ε ~ N(0, I): [B, d]. Returns a: [B, d], not clipped to the action bounds
     (Q̃ is defined on all of R^d, and clipping would bias the smoothing near the bounds).
     """
-    return replay_actions + tf.sqrt(tf.stop_gradient(variance)) * noise
+    return replay_actions + tf.sqrt(tf.stop_gradient(variance))[..., None, :] * noise
 
 
 def smoothed_bellman_target(
@@ -54,7 +57,7 @@ def critic_loss(q_values: tf.Tensor, targets: tf.Tensor, delta: float) -> tf.Ten
     targets y: [B]. The importance weight 1/q(ã|s) of eq. 9 is dropped: the behaviour density of
     replayed data is not known (SPEC.md section 2).
     """
-    return tf.reduce_mean(huber(q_values - tf.stop_gradient(targets), delta))
+    return tf.reduce_mean(huber(q_values - tf.stop_gradient(targets), delta), axis=-1)
 
 
 def standardised_offsets(
@@ -66,7 +69,7 @@ def standardised_offsets(
     Returns x: [B, d]. The sign is (ã − a), not eq. 9's (a − ã): by eq. 7,
     ∂N(ã|a, Σ)/∂a = N(ã|a, Σ)·Σ^{-1}(ã − a) (SPEC.md section 2).
     """
-    return (replay_actions - phantom_actions) / tf.sqrt(tf.stop_gradient(variance))
+    return (replay_actions - phantom_actions) / tf.sqrt(tf.stop_gradient(variance))[..., None, :]
 
 
 def baseline_targets(targets: tf.Tensor, q_values: tf.Tensor) -> tf.Tensor:
@@ -85,8 +88,8 @@ def derivative_bellman_target_1(offsets: tf.Tensor, variance: tf.Tensor, targets
     offsets x = Σ^{-1/2}(ã − a): [B, d]; variance v: [d]; targets y: [B] (or y − sg(Q̃w), the
     control variate).
     """
-    scale = tf.math.rsqrt(tf.stop_gradient(variance))
-    return tf.stop_gradient(scale * offsets * targets[:, None])
+    scale = tf.math.rsqrt(tf.stop_gradient(variance))[..., None, :]
+    return tf.stop_gradient(scale * offsets * targets[..., None])
 
 
 def derivative_bellman_target_2(offsets: tf.Tensor, variance: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -95,10 +98,10 @@ def derivative_bellman_target_2(offsets: tf.Tensor, variance: tf.Tensor, targets
 
     offsets x: [B, d]; variance v: [d]; targets y: [B].
     """
-    scale = tf.math.rsqrt(tf.stop_gradient(variance))
+    scale = tf.math.rsqrt(tf.stop_gradient(variance))[..., None, :]  # [..., 1, d]
     identity = tf.eye(offsets.shape[-1], dtype=offsets.dtype)
-    hermite = offsets[:, :, None] * offsets[:, None, :] - identity
-    return tf.stop_gradient(scale[:, None] * hermite * scale[None, :] * targets[:, None, None])
+    hermite = offsets[..., :, None] * offsets[..., None, :] - identity
+    return tf.stop_gradient(scale[..., :, None] * hermite * scale[..., None, :] * targets[..., None, None])
 
 
 def derivative_bellman_target_2_diagonal(
@@ -109,18 +112,22 @@ def derivative_bellman_target_2_diagonal(
 
     offsets x: [B, d]; variance v: [d]; targets y: [B].
     """
-    return tf.stop_gradient((tf.square(offsets) - 1.0) / tf.stop_gradient(variance) * targets[:, None])
+    variance = tf.stop_gradient(variance)[..., None, :]
+    return tf.stop_gradient((tf.square(offsets) - 1.0) / variance * targets[..., None])
 
 
-def derivative_bellman_loss(action_derivatives: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+def derivative_bellman_loss(action_derivatives: tf.Tensor, targets: tf.Tensor, action_axes: int) -> tf.Tensor:
     """mean_B ‖∂^kQ̃w(s, a)/∂a^k − target_k‖², squares summed over the action axes (eq. 9, k = 1, 2).
 
-    action_derivatives: the critic's ∇aQ̃w [B, d], ∇²aQ̃w [B, d, d] or its diagonal [B, d], at the
-    phantom actions; targets: the matching target_k, held fixed. For k = 2 the norm is Frobenius.
+    action_derivatives: the critic's ∇aQ̃w [B, d] or the diagonal of ∇²aQ̃w [B, d] (action_axes 1),
+    or ∇²aQ̃w [B, d, d] (action_axes 2), at the phantom actions; targets: the matching target_k, held
+    fixed. For k = 2 the norm is Frobenius.
     """
+    if action_axes not in (1, 2):
+        raise ValueError(f"action_axes must be 1 or 2, got {action_axes}")
     errors = action_derivatives - tf.stop_gradient(targets)
-    squared = tf.reshape(tf.square(errors), [tf.shape(errors)[0], -1])
-    return tf.reduce_mean(tf.reduce_sum(squared, axis=-1))
+    squared = tf.reduce_sum(tf.square(errors), axis=list(range(-action_axes, 0)))
+    return tf.reduce_mean(squared, axis=-1)
 
 
 def smoothie_policy_surrogate(
@@ -129,17 +136,17 @@ def smoothie_policy_surrogate(
     """−mean_s[ g·μθ(s) + ½ Σ_i H_ii exp(φ_i) ], whose gradient is Theorem 1's (negated).
 
     means μθ(s): [B, d]; log_variance φ: [d]; action_grad g = ∇aQ̃w(s, a)|a=μθ(s): [B, d];
-    action_hess H = ∇²aQ̃w(s, a)|a=μθ(s): [B, d, d] or its diagonal [B, d]. g and H are held fixed,
+    action_hess H = ∇²aQ̃w(s, a)|a=μθ(s): [B, d, d] or its diagonal [B, d] (told apart by rank:
+    the diagonal has the rank of `means`). g and H are held fixed,
     so ∇θ = −mean_s (∂μθ/∂θ)ᵀ g and ∂/∂φ_i = −½ exp(φ_i) mean_s H_ii (∂Q̃/∂Σ = ½ ∂²Q̃/∂a²,
     supplement A; Σ = diag(exp φ)). Only the diagonal of H enters: Σ is diagonal.
     """
     g = tf.stop_gradient(action_grad)
-    hess_diag = tf.stop_gradient(
-        action_hess if action_hess.shape.rank == 2 else tf.linalg.diag_part(action_hess)
-    )
+    diagonal = action_hess.shape.rank == means.shape.rank
+    hess_diag = tf.stop_gradient(action_hess if diagonal else tf.linalg.diag_part(action_hess))
     mean_term = tf.reduce_sum(g * means, axis=-1)
-    half_hessian_term = 0.5 * tf.reduce_sum(hess_diag * tf.exp(log_variance), axis=-1)
-    return -tf.reduce_mean(mean_term + half_hessian_term)
+    half_hessian_term = 0.5 * tf.reduce_sum(hess_diag * tf.exp(log_variance)[..., None, :], axis=-1)
+    return -tf.reduce_mean(mean_term + half_hessian_term, axis=-1)
 
 
 def kl_to_target_policy(
@@ -151,11 +158,13 @@ def kl_to_target_policy(
     policy is held fixed. Closed form: ½ Σ_i [v_i/v̄_i + (μ_i − μ̄_i)²/v̄_i − 1 + ln v̄_i − ln v_i],
     computed by tensorflow-probability's diagonal Gaussian.
     """
-    current = tfd.MultivariateNormalDiag(loc=means, scale_diag=tf.exp(0.5 * log_variance))
+    scale = tf.exp(0.5 * log_variance)[..., None, :]
+    target_scale = tf.stop_gradient(tf.exp(0.5 * target_log_variance))[..., None, :]
+    current = tfd.MultivariateNormalDiag(loc=means, scale_diag=tf.broadcast_to(scale, tf.shape(means)))
     target = tfd.MultivariateNormalDiag(
-        loc=tf.stop_gradient(target_means), scale_diag=tf.stop_gradient(tf.exp(0.5 * target_log_variance))
+        loc=tf.stop_gradient(target_means), scale_diag=tf.broadcast_to(target_scale, tf.shape(means))
     )
-    return tf.reduce_mean(tfd.kl_divergence(current, target))
+    return tf.reduce_mean(tfd.kl_divergence(current, target), axis=-1)
 
 
 def ddpg_actor_loss(q_at_means: tf.Tensor) -> tf.Tensor:
@@ -163,4 +172,4 @@ def ddpg_actor_loss(q_at_means: tf.Tensor) -> tf.Tensor:
 
     q_at_means: [B], the critic at the policy's actions with the gradient flowing into μθ.
     """
-    return -tf.reduce_mean(q_at_means)
+    return -tf.reduce_mean(q_at_means, axis=-1)

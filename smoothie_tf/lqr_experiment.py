@@ -115,11 +115,11 @@ def critic_metrics(
         return (
             nan | {f"critic_hessian_{k}": math.nan for k in names} | {f"hessian_{k}": math.nan for k in names}
         )
-    _, gradients, hessians = critic.value_grad_hess(
-        tf.constant(states, tf.float32), tf.constant(means, tf.float32), diagonal=False
+    _, gradients, hessians = critic.value_grad_hess(  # one member: [1, N, ...]
+        tf.constant(states[None], tf.float32), tf.constant(means[None], tf.float32), diagonal=False
     )
-    gradients = gradients.numpy().astype(np.float64) / reward_scale
-    hessians = hessians.numpy().astype(np.float64) / reward_scale
+    gradients = gradients.numpy()[0].astype(np.float64) / reward_scale
+    hessians = hessians.numpy()[0].astype(np.float64) / reward_scale
     zero = np.zeros((m, m))
     true_gradients = lq.smoothed_q_gradient(states, means, gain, zero)
     true_hessian = lq.smoothed_q_hessian(gain)
@@ -141,10 +141,10 @@ def measure(lq: LinearQuadratic, agent, states: np.ndarray, hp: hparams_lib.HPar
     """One row of the record (step and evaluation return excepted): the affine fit of the
     agent's mean action on `states` [N, n], its metrics, the critic's, Smoothie's variances
     (NaN for DDPG, whose φ is never trained) and the entries of K̂ (gain_{i}_{j})."""
-    means = agent.policy(tf.constant(states, tf.float32)).numpy().astype(np.float64)
+    means = agent.policy(tf.constant(states[None], tf.float32)).numpy()[0].astype(np.float64)
     fit = fit_affine_policy(states, means)
     smoothie = hp.agent == "smoothie"
-    variance = agent.policy.variance().numpy().astype(np.float64) if smoothie else None
+    variance = agent.policy.variance().numpy()[0].astype(np.float64) if smoothie else None
     row = gain_metrics(lq, fit.gain, variance)
     row.setdefault("objective_ratio_stochastic", math.nan)
     row |= {
@@ -266,7 +266,7 @@ def run_seed(
     else:
         step = int(trainer.checkpoints.read_state(latest)["step"])
         if evaluation_step(step) and not any(r["step"] == step for r in rows):
-            trainer.restore(latest)  # stopped between the checkpoint and its row
+            trainer.restore(step)  # stopped between the checkpoint and its row
             record(step)
 
     def on_progress(progress) -> None:

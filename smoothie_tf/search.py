@@ -263,10 +263,8 @@ def run_trial(config: dict, setup: dict) -> None:
     warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
 
     class ReportingTrainer(training.Trainer):
-        def evaluate(self, episodes=None):
-            returns = super().evaluate(episodes)
+        def evaluated(self, member, returns):
             report(seed, self.step, float(np.mean(returns)))
-            return returns
 
     def report(seed: int, step: int, eval_return: float) -> None:
         tune.report(

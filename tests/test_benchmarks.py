@@ -11,15 +11,23 @@ SIZES = {"actor_hidden": [24, 20], "critic_state_embedding": 16, "critic_hidden"
 
 
 def test_compiled_dot_flops_counts_a_known_program():
+    """Plain dots, a broadcast einsum and a batched matmul (a population's member-axis layers):
+    a batched dot counts its batch dimension."""
     x, w = tf.ones([4, 5]), tf.ones([5, 6])
     batched = tf.ones([3, 4, 5])
+    kernels = tf.ones([3, 5, 7])
 
     @tf.function(jit_compile=True)
-    def program(x, w, batched):
-        return tf.matmul(tf.tanh(tf.matmul(x, w)), tf.ones([6, 2])), tf.einsum("bij,jk->bik", batched, w)
+    def program(x, w, batched, kernels):
+        return (
+            tf.matmul(tf.tanh(tf.matmul(x, w)), tf.ones([6, 2])),
+            tf.einsum("bij,jk->bik", batched, w),
+            tf.matmul(batched, kernels),
+        )
 
-    hlo = program.experimental_get_compiler_ir(x, w, batched)(stage="optimized_hlo")
-    assert benchmarks.compiled_dot_flops(hlo) == 2 * (4 * 6 * 5 + 4 * 2 * 6 + 3 * 4 * 6 * 5)
+    hlo = program.experimental_get_compiler_ir(x, w, batched, kernels)(stage="optimized_hlo")
+    assert "lhs_batch_dims" in hlo  # the batched matmul stays a batched dot
+    assert benchmarks.compiled_dot_flops(hlo) == 2 * (4 * 6 * 5 + 4 * 2 * 6 + 3 * 4 * 6 * 5 + 3 * 4 * 7 * 5)
 
 
 @pytest.mark.parametrize(
@@ -34,8 +42,9 @@ def test_train_step_flops_formula_matches_what_xla_compiles(cls, kl_penalty, dim
         observation_dim, -np.ones(action_dim), np.ones(action_dim), seed=0, kl_penalty=kl_penalty, **SIZES
     )
     data = benchmarks.random_batch(SIZES["batch_size"], observation_dim, action_dim)
+    assert data.observations.shape == (1, SIZES["batch_size"], observation_dim)  # one run's [1, B, S]
     compiled = benchmarks.compiled_dot_flops(
-        agent.train_step.experimental_get_compiler_ir(data)(stage="optimized_hlo")
+        agent.population_train_step.experimental_get_compiler_ir(data)(stage="optimized_hlo")
     )
     name = "smoothie" if cls is SmoothieAgent else "ddpg"
     formula = benchmarks.train_step_flops(

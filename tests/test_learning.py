@@ -109,16 +109,19 @@ QUADRATIC_RATES = {"actor_lr": 2e-4, "critic_lr": 3e-3}
 def test_mean_action_reaches_the_optimum_of_a_concave_reward(agent, seed, tmp_path):
     hp = small_hparams(f"bandit_{agent}", QUADRATIC_BUDGET, **QUADRATIC_RATES)
     trainer = Trainer(QUADRATIC_ID, hp, seed, tmp_path)
-    policy = trainer.agent.policy
+    policy = trainer.agent.policy  # a population of one: states [1, B, 1] -> means [1, B, 1]
 
     def distance() -> float:
-        return abs(float(policy(STATE[None])[0, 0]) - QUADRATIC_OPTIMUM)
+        return abs(float(policy(STATE[None, None])[0, 0, 0]) - QUADRATIC_OPTIMUM)
 
-    start_distance, start_variance = distance(), policy.variance().numpy()
+    def variance() -> np.ndarray:
+        return policy.variance().numpy()[0]
+
+    start_distance, start_variance = distance(), variance()
     # The deterministic return, through the loop's own evaluation (it draws no training noise).
     start_return = trainer.evaluate(1)[0]
     final_return = trainer.run()["last_eval_return"]
-    final_distance, final_variance = distance(), policy.variance().numpy()
+    final_distance, final_variance = distance(), variance()
 
     # The policy starts near a = 0 (distances, seeds 0-7 of either agent: 0.792-0.805) ...
     assert start_distance > 0.75

@@ -2,8 +2,9 @@
 start and how many there are, where actions come from during and after warm-up, what reaches the
 replay buffer (actions and the terminated flag), on a small env whose episodes end known ways.
 
-Most tests run the loop with `CountingAgent`, an agent that only records what the loop asks of it,
-put in place of `training.make_agent`.
+Most tests run the loop with `CountingAgent`, an agent (a population of one, as the loop builds for
+a single run) that only records what the loop asks of it, put in place of
+`training.make_population`.
 """
 
 import dataclasses
@@ -16,7 +17,8 @@ from small_runs import SMALL_NETWORKS
 
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf import training
-from smoothie_tf.agents.base import FINITE
+from smoothie_tf.agents.base import FINITE, HEALTHY
+from smoothie_tf.networks import GaussianPolicy
 
 ENV_ID = "LoopRulesCountdown-v0"
 LOW = np.array([-1.0, -2.0], np.float32)
@@ -60,39 +62,34 @@ if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point=CountdownEnv, max_episode_steps=TIME_LIMIT)
 
 
-class ZeroPolicy(tf.Module):
-    """The mean action 0 for any observation: what the loop exports at the end of a run."""
-
-    def __init__(self, action_dim: int):
-        super().__init__()
-        self.offset = tf.Variable(tf.zeros([action_dim]))
-
-    def __call__(self, observations):
-        return tf.zeros([tf.shape(observations)[0], self.offset.shape[0]]) + self.offset
-
-
 class CountingAgent:
-    """What Trainer asks of an agent, recorded: every call as (what, trainer.step, len(replay)),
-    the batches it was given, and each exploring action it returned (`issued`), in order.
+    """What Trainer asks of an agent (the population interface, one member), recorded: every call
+    as (what, trainer.step, len(replay)), the batches [1, B, ...] it was given, each exploring
+    action it returned (`issued`), and the mask of each noise reset, in order.
 
     Its exploring actions are a fixed sequence, distinct from call to call and inside the box
-    (or just outside it, with `outside=True`); its mean action is 0.
+    (or just outside it, with `outside=True`); its mean action is that of `policy`, a small
+    untrained Gaussian policy (what the loop exports at the end of a run).
     """
 
-    def __init__(self, observation_dim: int, action_space, outside: bool = False):
+    def __init__(self, observation_dim: int, action_space, seeds: list[int], outside: bool = False):
+        self.members = len(seeds)
+        assert self.members == 1, "the counts below are those of one run"
         self.observation_dim = observation_dim
         self.low, self.high = action_space.low, action_space.high
         self.outside = outside
-        self.policy = ZeroPolicy(len(self.low))
+        self.policy = GaussianPolicy(self.low, self.high, hidden=(4,), members=1, initial_seeds=seeds)
+        self.policy(tf.zeros([1, 1, observation_dim]))
         self.trainer: training.Trainer | None = None
         self.calls: list[tuple[str, int, int]] = []
         self.batches = []
         self.issued: list[np.ndarray] = []
-        self.noise_resets = 0
+        self.noise_resets: list = []
         self.metrics = {
-            "loss/critic": tf.constant(1.0),
-            "loss/policy": tf.constant(-1.0),
-            FINITE: tf.constant(True),
+            "loss/critic": tf.constant([1.0]),
+            "loss/policy": tf.constant([-1.0]),
+            FINITE: tf.constant([True]),
+            HEALTHY: tf.constant([True]),
         }
 
     def _record(self, what: str) -> None:
@@ -108,27 +105,36 @@ class CountingAgent:
         self.issued.append(action)
         return action
 
-    def act(self, observation, deterministic: bool = False) -> np.ndarray:
+    def _check_observations(self, observations) -> None:
+        assert np.shape(observations) == (self.members, self.observation_dim), np.shape(observations)
+
+    def act_population(self, observations, deterministic: bool = False) -> np.ndarray:
+        self._check_observations(observations)
         if deterministic:
-            return self.policy(np.asarray(observation, np.float32)[None])[0].numpy()
+            return self.policy(np.asarray(observations, np.float32)[:, None])[:, 0].numpy()
         self._record("act")
-        return self._exploring_action()
+        return self._exploring_action()[None]
 
     def train_step(self, batch) -> dict:
         self._record("train_step")
         self.batches.append(batch)
         return dict(self.metrics)
 
-    def train_step_and_act(self, batch, observation) -> tuple[dict, tf.Tensor]:
+    def train_step_and_act(self, batch, observations) -> tuple[dict, tf.Tensor]:
+        self._check_observations(observations)
         self._record("train_step_and_act")
         self.batches.append(batch)
-        return dict(self.metrics), tf.constant(self._exploring_action())
+        return dict(self.metrics), tf.constant(self._exploring_action()[None])
 
-    def reset_noise(self) -> None:
-        self.noise_resets += 1
+    def reset_noise(self, mask=None) -> None:
+        self.noise_resets.append(mask)
 
-    def checkpoint_items(self) -> dict:
-        return {"policy": self.policy}
+    def member_state(self, k: int) -> dict[str, np.ndarray]:
+        return {name: v[k].numpy() for name, v in self.policy.named_variables().items()}
+
+    def load_member_states(self, states) -> None:
+        for name, variable in self.policy.named_variables().items():
+            variable.assign(np.stack([state[name] for state in states]))
 
 
 def loop_hparams(**overrides) -> hparams_lib.HParams:
@@ -142,11 +148,12 @@ def counted_run(monkeypatch, tmp_path, outside: bool = False, **overrides):
     """A finished run with a CountingAgent: (trainer, agent, actions the train env received [T, d])."""
     agents = []
 
-    def make_counting_agent(hp, observation_dim, action_space, seed):
-        agents.append(CountingAgent(observation_dim, action_space, outside=outside))
+    def make_counting_agent(hps, observation_dim, action_space, seeds):
+        assert len(hps) == len(seeds) == 1
+        agents.append(CountingAgent(observation_dim, action_space, seeds, outside=outside))
         return agents[-1]
 
-    monkeypatch.setattr(training, "make_agent", make_counting_agent)
+    monkeypatch.setattr(training, "make_population", make_counting_agent)
     trainer = training.Trainer(ENV_ID, loop_hparams(**overrides), 0, tmp_path)
     (agent,) = agents
     agent.trainer = trainer
@@ -201,8 +208,10 @@ def test_updates_start_with_a_full_batch_and_come_updates_per_step_at_a_time(
         # The last update of a step draws the next action once warm-up is over.
         last = "train_step_and_act" if step >= warmup_steps else "train_step"
         assert [what for what, _ in at_step] == ["train_step"] * (updates_per_step - 1) + [last]
-    for batch in agent.batches:
-        assert batch.observations.shape == (batch_size, 3) and batch.actions.shape == (batch_size, 2)
+    for batch in agent.batches:  # one member's batch, [1, B, ...]
+        assert batch.observations.shape == (1, batch_size, 3) and batch.actions.shape == (1, batch_size, 2)
+        assert batch.rewards.shape == batch.terminated.shape == (1, batch_size)
+        assert batch.next_observations.shape == (1, batch_size, 3)
 
     # From warm-up's end, every action the env received is the agent's next exploring action,
     # each used once; the agent draws none before (only the one for step T + 1 goes unused).
@@ -212,7 +221,8 @@ def test_updates_start_with_a_full_batch_and_come_updates_per_step_at_a_time(
     assert len(agent.issued) == total - warmup_steps + unused
     np.testing.assert_array_equal(received[warmup_steps:], np.stack(agent.issued[: total - warmup_steps]))
     np.testing.assert_array_equal(stored_transitions(trainer)["actions"], received)
-    assert agent.noise_resets == trainer.episode > 0  # once at each episode start after the first
+    # Once at each episode start after the first, of every member (a run of one: no mask).
+    assert agent.noise_resets == [None] * trainer.episode and trainer.episode > 0
 
 
 # --- warm-up ----------------------------------------------------------------------------
@@ -297,12 +307,13 @@ def test_terminated_is_stored_as_1_and_a_time_limit_as_0(monkeypatch, tmp_path):
 
     rows = {"terminal": 0, "truncated": 0}
     for batch in agent.batches:
-        next_episode, next_t, next_flag = batch.next_observations.T
+        (terminated,), (next_observations,) = batch.terminated, batch.next_observations  # member 0
+        next_episode, next_t, next_flag = next_observations.T
         assert batch.terminated.dtype == np.float32
-        np.testing.assert_array_equal(batch.terminated, next_flag)
-        rows["terminal"] += int(np.sum(batch.terminated == 1.0))
+        np.testing.assert_array_equal(terminated, next_flag)
+        rows["terminal"] += int(np.sum(terminated == 1.0))
         rows["truncated"] += int(np.sum((next_episode % 2 == 0) & (next_t == TIME_LIMIT)))
-        assert np.all(batch.terminated[(next_episode % 2 == 0) & (next_t == TIME_LIMIT)] == 0.0)
+        assert np.all(terminated[(next_episode % 2 == 0) & (next_t == TIME_LIMIT)] == 0.0)
     assert rows["terminal"] > 10 and rows["truncated"] > 10, rows
 
 

@@ -12,13 +12,19 @@ CENTRE = np.array([0.5, -0.3, 0.2], np.float32)
 
 
 def small_policy(log_variance=(-1.0, -0.5, 0.3)) -> GaussianPolicy:
+    """One run's policy (members=None: means [B, d]; its φ variable is [1, d], see `phi`)."""
     keras_seed = np.random.default_rng(0)
-    policy = GaussianPolicy(-2 * np.ones(D), 2 * np.ones(D), hidden=(8,))
+    policy = GaussianPolicy(-2 * np.ones(D), 2 * np.ones(D), hidden=(8,), initial_seeds=[0])
     policy(tf.zeros([1, S]))
     for variable in policy.variables:  # larger last-layer weights than DDPG's ±3e-3, so μ varies with s
         variable.assign(keras_seed.normal(scale=0.5, size=variable.shape).astype(np.float32))
-    policy.log_variance.assign(np.asarray(log_variance, np.float32))
+    policy.log_variance.assign(np.asarray(log_variance, np.float32)[None])
     return policy
+
+
+def phi(policy: GaussianPolicy) -> tf.Tensor:
+    """φ [d] of a members=None policy: the only member's row of its [1, d] variable."""
+    return policy.log_variance[0]
 
 
 def states(n=B, seed=1) -> tf.Tensor:
@@ -47,7 +53,8 @@ def test_surrogate_gradients_are_theorem_1():
     means = policy(s)
     g, h = quadratic_critic_derivatives(means, a)
     with tf.GradientTape() as tape:
-        loss = losses.smoothie_policy_surrogate(policy(s), policy.log_variance, g, h)
+        loss = losses.smoothie_policy_surrogate(policy(s), phi(policy), g, h)
+    assert loss.shape == ()
     theta = policy.mean_variables
     grads = tape.gradient(loss, [*theta, policy.log_variance])
 
@@ -59,9 +66,9 @@ def test_surrogate_gradients_are_theorem_1():
         expected = np.einsum("bi,bi...->...", g.numpy(), jacobian) / B
         np.testing.assert_allclose(grad.numpy(), -expected, rtol=1e-4, atol=1e-6)
     # ∂O/∂φ_i = ½ exp(φ_i) E_s[H_ii]
-    phi = policy.log_variance.numpy()
-    expected_phi = 0.5 * np.exp(phi) * np.mean(np.diagonal(h.numpy(), axis1=1, axis2=2), axis=0)
-    np.testing.assert_allclose(grads[-1].numpy(), -expected_phi, rtol=1e-5)
+    log_variance = phi(policy).numpy()
+    expected_phi = 0.5 * np.exp(log_variance) * np.mean(np.diagonal(h.numpy(), axis1=1, axis2=2), axis=0)
+    np.testing.assert_allclose(grads[-1].numpy(), -expected_phi[None], rtol=1e-5)
     assert np.all(np.abs(expected_phi) > 0.1)  # not a trivially small case
 
 
@@ -70,14 +77,14 @@ def test_surrogate_takes_the_diagonal_and_holds_the_critic_fixed():
     a = tf.Variable(curvature())
     with tf.GradientTape(persistent=True) as tape:
         g, h = quadratic_critic_derivatives(policy(s), a)
-        full = losses.smoothie_policy_surrogate(policy(s), policy.log_variance, g, h)
-        diagonal = losses.smoothie_policy_surrogate(policy(s), policy.log_variance, g, tf.linalg.diag_part(h))
+        full = losses.smoothie_policy_surrogate(policy(s), phi(policy), g, h)
+        diagonal = losses.smoothie_policy_surrogate(policy(s), phi(policy), g, tf.linalg.diag_part(h))
     assert float(full) == pytest.approx(float(diagonal), rel=1e-6)
     assert tape.gradient(full, a) is None  # g and H are stop-gradient'ed
     g_np, h_np, mu = g.numpy(), h.numpy(), policy(s).numpy()
     by_hand = -np.mean(
         np.sum(g_np * mu, 1)
-        + 0.5 * np.sum(np.diagonal(h_np, axis1=1, axis2=2) * np.exp(policy.log_variance), 1)
+        + 0.5 * np.sum(np.diagonal(h_np, axis1=1, axis2=2) * np.exp(phi(policy).numpy()), 1)
     )
     assert float(full) == pytest.approx(by_hand, rel=1e-5)
 
@@ -86,18 +93,18 @@ def run_sgd_on_quadratic(a: np.ndarray, steps: int, mean_lr: float, variance_lr:
     """Plain gradient descent on the surrogate of a fixed quadratic critic; returns the
     trajectory of mean distance to c and of φ."""
     policy, s = small_policy(), states(32)
-    distances, phis = [], [policy.log_variance.numpy().copy()]
+    distances, phis = [], [phi(policy).numpy().copy()]
     for _ in range(steps):
         with tf.GradientTape() as tape:
             means = policy(s)
             g, h = quadratic_critic_derivatives(means, a)
-            loss = losses.smoothie_policy_surrogate(means, policy.log_variance, g, h)
+            loss = losses.smoothie_policy_surrogate(means, phi(policy), g, h)
         distances.append(float(tf.reduce_mean(tf.norm(means - CENTRE, axis=1))))
         grads = tape.gradient(loss, [*policy.mean_variables, policy.log_variance])
         for variable, grad in zip(policy.mean_variables, grads[:-1], strict=True):
             variable.assign_sub(mean_lr * grad)
         policy.log_variance.assign_sub(variance_lr * grads[-1])
-        phis.append(policy.log_variance.numpy().copy())
+        phis.append(phi(policy).numpy().copy())
     return np.array(distances), np.array(phis)
 
 
@@ -221,3 +228,148 @@ def test_ddpg_actor_loss_ascends_the_critic():
         np.testing.assert_allclose(grad.numpy(), -g.numpy() / B, rtol=1e-5, atol=1e-7)
         actions.assign_sub(0.5 * grad)
     assert float(tf.reduce_mean(tf.norm(actions - CENTRE, axis=1))) < float(np.linalg.norm(CENTRE))
+
+
+# --- a population: every loss is each member's own ------------------------------------------
+
+P = 3
+# Per-member constants, far apart, so that a value mixed across members would show.
+REWARD_SCALES = np.array([0.1, 1.0, 5.0], np.float32)
+DISCOUNTS = np.array([0.5, 0.9, 0.99], np.float32)
+HUBER_DELTAS = np.array([0.3, 1.0, 4.0], np.float32)
+
+
+def population_inputs(seed: int = 5) -> dict[str, np.ndarray]:
+    """Inputs of every loss for P members: [P, B, ...] and [P, d], each member's on its own scale."""
+    rng = np.random.default_rng(seed)
+
+    def draw(*shape) -> np.ndarray:
+        scales = np.array([0.5, 1.0, 3.0]).reshape([P] + [1] * (len(shape) - 1))
+        return (scales * rng.normal(size=shape)).astype(np.float32)
+
+    hessians = draw(P, B, D, D)
+    return {
+        "replayed": draw(P, B, D),
+        "phantom": draw(P, B, D),
+        "noise": draw(P, B, D),
+        "variance": np.exp(draw(P, D)),
+        "rewards": draw(P, B),
+        "terminated": (rng.uniform(size=(P, B)) < 0.3).astype(np.float32),
+        "next_values": 5 * draw(P, B),
+        "q": 3 * draw(P, B),  # errors against the targets on both sides of every δ
+        "targets": 3 * draw(P, B),
+        "grad": draw(P, B, D),
+        "hess": hessians + np.swapaxes(hessians, -1, -2),
+        "hess_diagonal": draw(P, B, D),
+        "target_1": draw(P, B, D),
+        "target_2": draw(P, B, D, D),
+        "means": draw(P, B, D),
+        "log_variance": draw(P, D),
+        "target_means": draw(P, B, D),
+        "target_log_variance": draw(P, D),
+    }
+
+
+def population_constants() -> dict[str, tf.Tensor]:
+    """c, γ, δ of the P members as [P, 1] columns, as the agents pass them."""
+    columns = {"reward_scale": REWARD_SCALES, "discount": DISCOUNTS, "delta": HUBER_DELTAS}
+    return {name: tf.constant(values[:, None]) for name, values in columns.items()}
+
+
+def member_constants(k: int) -> dict[str, float]:
+    """Member k's c, γ, δ as the plain numbers of a single run."""
+    return {
+        "reward_scale": float(REWARD_SCALES[k]),
+        "discount": float(DISCOUNTS[k]),
+        "delta": float(HUBER_DELTAS[k]),
+    }
+
+
+# Each loss of the module on inputs x and constants c (a population's, or one member's).
+POPULATION_LOSSES = {
+    "phantom_actions": lambda x, c: losses.phantom_actions(x["replayed"], x["variance"], x["noise"]),
+    "smoothed_bellman_target": lambda x, c: losses.smoothed_bellman_target(
+        x["rewards"], x["terminated"], x["next_values"], c["reward_scale"], c["discount"]
+    ),
+    "huber": lambda x, c: losses.huber(x["q"] - x["targets"], c["delta"]),
+    "critic_loss": lambda x, c: losses.critic_loss(x["q"], x["targets"], c["delta"]),
+    "standardised_offsets": lambda x, c: losses.standardised_offsets(
+        x["replayed"], x["phantom"], x["variance"]
+    ),
+    "baseline_targets": lambda x, c: losses.baseline_targets(x["targets"], x["q"]),
+    "derivative_bellman_target_1": lambda x, c: losses.derivative_bellman_target_1(
+        x["noise"], x["variance"], x["targets"]
+    ),
+    "derivative_bellman_target_2": lambda x, c: losses.derivative_bellman_target_2(
+        x["noise"], x["variance"], x["targets"]
+    ),
+    "derivative_bellman_target_2_diagonal": lambda x, c: losses.derivative_bellman_target_2_diagonal(
+        x["noise"], x["variance"], x["targets"]
+    ),
+    "derivative_bellman_loss_1": lambda x, c: losses.derivative_bellman_loss(x["grad"], x["target_1"], 1),
+    "derivative_bellman_loss_2": lambda x, c: losses.derivative_bellman_loss(x["hess"], x["target_2"], 2),
+    "smoothie_policy_surrogate": lambda x, c: losses.smoothie_policy_surrogate(
+        x["means"], x["log_variance"], x["grad"], x["hess"]
+    ),
+    "smoothie_policy_surrogate_diagonal": lambda x, c: losses.smoothie_policy_surrogate(
+        x["means"], x["log_variance"], x["grad"], x["hess_diagonal"]
+    ),
+    "kl_to_target_policy": lambda x, c: losses.kl_to_target_policy(
+        x["means"], x["log_variance"], x["target_means"], x["target_log_variance"]
+    ),
+    "ddpg_actor_loss": lambda x, c: losses.ddpg_actor_loss(x["q"]),
+}
+# The losses the agents minimise (one number per member), and the inputs they are minimised through.
+MINIMISED = {
+    "critic_loss": ("q",),
+    "derivative_bellman_loss_1": ("grad",),
+    "derivative_bellman_loss_2": ("hess",),
+    "smoothie_policy_surrogate": ("means", "log_variance"),
+    "smoothie_policy_surrogate_diagonal": ("means", "log_variance"),
+    "kl_to_target_policy": ("means", "log_variance"),
+    "ddpg_actor_loss": ("q",),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POPULATION_LOSSES))
+def test_each_loss_of_a_population_is_each_members_loss_computed_alone(name):
+    """P = 3 members with their own inputs and their own c, γ, δ ([P, 1]): the population's output
+    [P, ...] is, member by member, the single-run output of that member's slice and numbers."""
+    x, loss = population_inputs(), POPULATION_LOSSES[name]
+    together = loss({key: tf.constant(value) for key, value in x.items()}, population_constants()).numpy()
+    alone = np.stack(
+        [
+            loss({key: tf.constant(value[k]) for key, value in x.items()}, member_constants(k)).numpy()
+            for k in range(P)
+        ]
+    )
+    assert together.shape == alone.shape
+    if name in MINIMISED:
+        assert together.shape == (P,)  # one loss per member, nothing reduced over the members
+    np.testing.assert_allclose(together, alone, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(alone[0], alone[1]) and not np.allclose(alone[1], alone[2])  # a mix would show
+
+
+@pytest.mark.parametrize("name", sorted(MINIMISED))
+def test_a_members_loss_has_no_gradient_to_another_members_inputs(name):
+    """∂L_j/∂x_k of the population's losses [P] is member k's own gradient, computed alone, for
+    j = k and exactly 0 for j ≠ k: minimising the sum of the P losses is minimising each apart."""
+    x, loss = population_inputs(), POPULATION_LOSSES[name]
+    variables = {key: tf.Variable(x[key]) for key in MINIMISED[name]}
+    with tf.GradientTape(persistent=True) as tape:
+        together = loss(
+            {**{key: tf.constant(v) for key, v in x.items()}, **variables}, population_constants()
+        )
+    jacobians = {key: tape.jacobian(together, v).numpy() for key, v in variables.items()}  # [P, P, ...]
+    for k in range(P):
+        own = {key: tf.Variable(x[key][k]) for key in MINIMISED[name]}
+        with tf.GradientTape() as tape:
+            alone = loss({**{key: tf.constant(v[k]) for key, v in x.items()}, **own}, member_constants(k))
+        gradients = tape.gradient(alone, own)
+        for key, jacobian in jacobians.items():
+            assert np.any(np.abs(gradients[key].numpy()) > 1e-3), key  # not a trivially zero case
+            for j in range(P):
+                expected = gradients[key].numpy() if j == k else np.zeros_like(x[key][k])
+                np.testing.assert_allclose(
+                    jacobian[j, k], expected, rtol=1e-5, atol=1e-7, err_msg=(key, j, k)
+                )

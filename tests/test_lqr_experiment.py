@@ -91,20 +91,22 @@ def test_gain_metrics_are_the_closed_forms():
 
 
 class ClosedFormCritic:
-    """A stand-in critic whose action-derivatives are c times the closed forms for the policy K,
-    plus a constant error `shift_gradient` [m] on the gradient."""
+    """A stand-in for the agent's critic (a population of one: states [1, N, n], actions [1, N, m]
+    -> q [1, N], g [1, N, m], H [1, N, m, m]) whose action-derivatives are c times the closed forms
+    for the policy K, plus a constant error `shift_gradient` [m] on the gradient."""
 
     def __init__(self, lq, gain, reward_scale, shift_gradient):
         self.lq, self.gain, self.c, self.shift = lq, gain, reward_scale, shift_gradient
 
     def value_grad_hess(self, states, actions, diagonal=False):
         assert not diagonal
-        states, actions = states.numpy().astype(np.float64), actions.numpy().astype(np.float64)
+        assert states.shape[0] == actions.shape[0] == 1, (states.shape, actions.shape)
+        states, actions = states.numpy()[0].astype(np.float64), actions.numpy()[0].astype(np.float64)
         zero = np.zeros((2, 2))
         q = self.lq.smoothed_q_value(states, actions, self.gain, zero)
         g = self.lq.smoothed_q_gradient(states, actions, self.gain, zero) + self.shift
         h = np.broadcast_to(self.lq.smoothed_q_hessian(self.gain), (len(states), 2, 2))
-        return tuple(tf.constant(self.c * x, tf.float64) for x in (q, g, h))
+        return tuple(tf.constant(self.c * x[None], tf.float64) for x in (q, g, h))
 
 
 def test_critic_metrics_against_a_critic_of_known_error():

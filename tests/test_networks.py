@@ -11,15 +11,15 @@ def test_paper_critic_layout():
     critic = SmoothedCritic(action_dim=3)
     q = critic(tf.zeros([5, 11]), tf.zeros([5, 3]))
     assert q.shape == (5,)
-    kernels = [tuple(w.shape) for w in critic.trainable_weights if len(w.shape) == 2]
-    assert kernels == [(11, 400), (403, 300), (300, 1)]
+    kernels = [tuple(w.shape) for w in critic.trainable_weights if len(w.shape) == 3]
+    assert kernels == [(1, 11, 400), (1, 403, 300), (1, 300, 1)]  # a population of one inside
 
 
 def test_deeper_critic_by_keyword():
     critic = SmoothedCritic(action_dim=2, state_embedding=32, hidden=(64, 48))
     critic(tf.zeros([1, 4]), tf.zeros([1, 2]))
-    kernels = [tuple(w.shape) for w in critic.trainable_weights if len(w.shape) == 2]
-    assert kernels == [(4, 32), (34, 64), (64, 48), (48, 1)]
+    kernels = [tuple(w.shape) for w in critic.trainable_weights if len(w.shape) == 3]
+    assert kernels == [(1, 4, 32), (1, 34, 64), (1, 64, 48), (1, 48, 1)]
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,7 @@ def test_deeper_critic_by_keyword():
         ([5, 11], [5, 4], r"actions must have shape \[batch, 3\], got \[5, 4\]"),
         ([5, 11], [5], r"actions must have shape \[batch, 3\], got \[5\]"),
         ([5, 11, 1], [5, 3], r"states must have shape \[batch, n\], got \[5, 11, 1\]"),
+        ([5, 11], [4, 3], r"states and actions must have one batch size, got 5 and 4"),
     ],
 )
 def test_critic_rejects_wrong_shapes(states_shape, actions_shape, message):
@@ -69,33 +70,27 @@ def test_policy_mean_starts_mid_range_and_stays_within_bounds():
 
 def test_policy_variance_is_exp_of_log_variance():
     policy = GaussianPolicy([-1.0, -1.0], [1.0, 1.0], initial_log_variance=-1.0)
+    assert policy.log_variance.shape == (1, 2)  # a population of one inside
     np.testing.assert_allclose(policy.variance(), np.exp([-1.0, -1.0]), rtol=1e-6)
-    policy.log_variance.assign([0.5, -3.0])
+    policy.log_variance.assign([[0.5, -3.0]])
+    assert policy.variance().shape == (2,)
     np.testing.assert_allclose(policy.variance(), np.exp([0.5, -3.0]), rtol=1e-6)
 
 
-def test_policy_samples_have_the_stated_mean_and_variance():
-    policy = GaussianPolicy([-100.0, -100.0], [100.0, 100.0])
-    policy.log_variance.assign([0.0, -2.0])
-    n = 200_000
-    states = tf.ones([n, 3])
-    samples = policy.sample(states, generator=tf.random.Generator.from_seed(3)).numpy().astype(np.float64)
-    mean = policy.mean(states).numpy()[0]
-    variance = np.exp([0.0, -2.0])
-    # Sample mean: standard error sqrt(v/n); sample variance: standard error v*sqrt(2/n). 5 standard errors.
-    np.testing.assert_allclose(samples.mean(0), mean, atol=5 * np.sqrt(variance / n).max())
-    np.testing.assert_allclose(samples.var(0), variance, atol=5 * (variance * np.sqrt(2 / n)).max())
-
-
-def test_policy_samples_are_clipped_and_reproducible():
-    policy = GaussianPolicy([-0.1], [0.1], initial_log_variance=2.0)
-    states = tf.zeros([1000, 2])
-    first = policy.sample(states, generator=tf.random.Generator.from_seed(7)).numpy()
-    again = policy.sample(states, generator=tf.random.Generator.from_seed(7)).numpy()
-    np.testing.assert_array_equal(first, again)
-    assert first.min() == pytest.approx(-0.1) and first.max() == pytest.approx(0.1)
-    unclipped = policy.sample(states, generator=tf.random.Generator.from_seed(7), clip=False).numpy()
-    assert np.abs(unclipped).max() > 1.0
+def test_policy_sample_is_the_mean_plus_scaled_noise_clipped():
+    policy = GaussianPolicy([-1.0, -2.0], [1.0, 0.5], hidden=(8,), initial_log_variance=0.3)
+    policy.log_variance.assign([[0.4, -2.0]])
+    states = tf.constant(np.random.default_rng(0).normal(size=(500, 3)), tf.float32)
+    noise = np.random.default_rng(1).normal(size=(500, 2)).astype(np.float32)
+    mean = policy.mean(states).numpy().astype(np.float64)
+    unclipped = mean + np.exp([0.2, -1.0]) * noise
+    np.testing.assert_allclose(policy.sample(states, noise, clip=False), unclipped, rtol=1e-5, atol=1e-6)
+    clipped = policy.sample(states, noise).numpy()
+    np.testing.assert_allclose(clipped, np.clip(unclipped, [-1.0, -2.0], [1.0, 0.5]), rtol=1e-5, atol=1e-6)
+    assert clipped[:, 0].max() == pytest.approx(1.0) and clipped[:, 0].min() == pytest.approx(-1.0)
+    assert np.abs(unclipped[:, 0]).max() > 1.0  # the clip was needed
+    with pytest.raises(ValueError, match=r"noise must have the mean's shape \[500, 2\]"):
+        policy.sample(states, noise[:, :1])
 
 
 def test_policy_distribution_is_the_diagonal_gaussian():
@@ -107,6 +102,8 @@ def test_policy_distribution_is_the_diagonal_gaussian():
 
 
 def test_policy_rejects_bad_bounds_and_states():
+    with pytest.raises(ValueError, match="initial_log_variance"):
+        GaussianPolicy([-1.0], [1.0], initial_log_variance=[-1.0, -2.0])
     with pytest.raises(ValueError, match="low < high"):
         GaussianPolicy([1.0], [1.0])
     with pytest.raises(ValueError, match="finite"):

@@ -19,15 +19,21 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf import training
-from smoothie_tf.agents import make_agent
+from smoothie_tf.agents import make_agent, make_population
 from smoothie_tf.agents.base import FINITE
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
 from smoothie_tf.replay import Batch
 
 
-def agent_weights(trainer: training.Trainer) -> list[np.ndarray]:
-    items = trainer.agent.checkpoint_items()
-    return [v.numpy() for name in sorted(items) for v in getattr(items[name], "variables", [])]
+def agent_weights(trainer: training.Trainer) -> dict[str, np.ndarray]:
+    """Every state variable of the agent (networks, targets, optimizers, random streams, noise)."""
+    return {name: v.numpy() for name, v in trainer.agent.state_variables().items()}
+
+
+def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert sorted(a) == sorted(b) and len(a) > 8
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 def eval_returns(logdir: pathlib.Path) -> list[tuple[int, float]]:
@@ -59,8 +65,7 @@ def test_exact_resume_on_the_bandit(tmp_path, agent):
     straight = training.Trainer("SmoothieBandit-v0", hp, 3, tmp_path / "straight")
     straight.run()
     resumed = run_interrupted_then_resumed("SmoothieBandit-v0", hp, 3, tmp_path / "resumed", stop_at=77)
-    for a, b in zip(agent_weights(straight), agent_weights(resumed), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(agent_weights(straight), agent_weights(resumed))
     assert eval_returns(tmp_path / "straight") == eval_returns(tmp_path / "resumed")
     assert len(eval_returns(tmp_path / "straight")) == 4
 
@@ -70,8 +75,7 @@ def test_exact_resume_on_hopper_mid_episode(tmp_path):
     straight = training.Trainer("Hopper-v4", hp, 5, tmp_path / "straight")
     straight.run()
     resumed = run_interrupted_then_resumed("Hopper-v4", hp, 5, tmp_path / "resumed", stop_at=263)
-    for a, b in zip(agent_weights(straight), agent_weights(resumed), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(agent_weights(straight), agent_weights(resumed))
     assert eval_returns(tmp_path / "straight") == eval_returns(tmp_path / "resumed")
     assert straight.episode == resumed.episode > 1  # episodes ended and restarted along the way
 
@@ -101,23 +105,22 @@ def test_event_files_hold_the_pinned_tags(tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
+    """From step 121 on the batches' rewards are NaN: the compiled step's critic loss is NaN (its
+    own check says so), and the run stops at that step."""
     hp = bandit_hparams()
     trainer = training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path)
     real_step, real_step_and_act = trainer.agent.train_step, trainer.agent.train_step_and_act
 
-    def poison(metrics):
+    def poison(batch):
         if trainer.step > 120:
-            return {**metrics, "loss/critic": tf.constant(float("nan"))}
-        return metrics
+            return batch._replace(rewards=np.full_like(batch.rewards, np.nan))
+        return batch
 
-    trainer.agent.train_step = lambda batch: poison(real_step(batch))
-
-    def poisoned_step_and_act(batch, observation):
-        metrics, action = real_step_and_act(batch, observation)
-        return poison(metrics), action
-
-    trainer.agent.train_step_and_act = poisoned_step_and_act
-    with pytest.raises(training.NonFiniteLossError, match="non-finite loss at step 121"):
+    trainer.agent.train_step = lambda batch: real_step(poison(batch))
+    trainer.agent.train_step_and_act = lambda batch, observations: real_step_and_act(
+        poison(batch), observations
+    )
+    with pytest.raises(training.NonFiniteLossError, match=r"non-finite loss at step 121 \(critic nan"):
         trainer.run()
     checkpoints = CheckpointDirectory(tmp_path / "checkpoints")
     assert [p.name for p in checkpoints.all()] == [f"ckpt-{s:010d}" for s in (50, 100)]
@@ -130,9 +133,8 @@ def with_one_nan(variable: tf.Variable, when: tf.Variable) -> tf.Tensor:
 
 
 def checkpointed_float_values(path: pathlib.Path) -> dict[str, np.ndarray]:
-    """Every floating-point tensor of a checkpoint's model, read from disk."""
-    reader = tf.train.load_checkpoint(str(path / "model"))
-    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    """Every floating-point array of a checkpoint's model, read from disk."""
+    values = CheckpointDirectory.read_model(path)
     return {name: v for name, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
 
 
@@ -151,7 +153,7 @@ def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(
     poison = tf.Variable(False)
 
     def make_poisoned_agent(*args, **kwargs):
-        built = make_agent(*args, **kwargs)
+        built = make_population(*args, **kwargs)
         update_targets = built.update_targets
 
         def poisoned_update_targets():  # the end of the compiled step, after every update
@@ -162,7 +164,7 @@ def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(
         built.update_targets = poisoned_update_targets
         return built
 
-    monkeypatch.setattr(training, "make_agent", make_poisoned_agent)
+    monkeypatch.setattr(training, "make_population", make_poisoned_agent)
     hp = bandit_hparams(agent, updates_per_step=updates_per_step)
     assert hp.checkpoint_interval == 50 and hp.total_steps > broken_at
     trainer = training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path)
@@ -177,12 +179,13 @@ def test_an_update_that_breaks_the_weights_stops_the_run_before_its_checkpoint(
     assert trainer.step == broken_at
     # Updates from step batch_size on, updates_per_step a step; of step broken_at's, the first only.
     updates = updates_per_step * (broken_at - hp.batch_size) + 1
-    assert int(trainer.agent.critic_optimizer.iterations.numpy()) == updates
+    assert trainer.agent.critic_optimizer.iterations.numpy().tolist() == [updates]
     checkpoints = CheckpointDirectory(tmp_path / "checkpoints")
     assert [p.name for p in checkpoints.all()] == [f"ckpt-{50:010d}"]
     values = checkpointed_float_values(checkpoints.latest())
     assert len(values) > 8 and all(np.all(np.isfinite(v)) for v in values.values())
-    assert np.isnan(trainer.agent.critic.trainable_variables[0].numpy()[0, 0])  # the poison did land
+    assert any(name.startswith("critic/") for name in values)  # the critic's weights are there
+    assert np.isnan(trainer.agent.critic.trainable_variables[0].numpy()[0, 0, 0])  # the poison did land
 
 
 def test_the_finite_check_covers_the_policy_and_the_critic():
@@ -190,7 +193,7 @@ def test_the_finite_check_covers_the_policy_and_the_critic():
     train step reports the check on the weights its update leaves."""
     hp = bandit_hparams("ddpg")
     agent = make_agent(hp, 1, types.SimpleNamespace(low=np.array([-2.0]), high=np.array([2.0])), seed=0)
-    assert bool(agent.weights_are_finite())
+    assert agent.weights_are_finite().numpy().tolist() == [True]  # one per member
     for network in ("policy", "critic"):
         variables = getattr(agent, network).variables
         assert network != "policy" or any(v is agent.policy.log_variance for v in variables)
@@ -199,9 +202,9 @@ def test_the_finite_check_covers_the_policy_and_the_critic():
             broken = saved.copy()
             broken.reshape(-1)[-1] = np.inf
             variable.assign(broken)
-            assert not bool(agent.weights_are_finite()), (network, variable.path)
+            assert agent.weights_are_finite().numpy().tolist() == [False], (network, variable.path)
             variable.assign(saved)
-    assert bool(agent.weights_are_finite())
+    assert agent.weights_are_finite().numpy().tolist() == [True]
     rng = np.random.default_rng(0)
     batch = Batch(
         observations=np.ones([hp.batch_size, 1], np.float32),
@@ -218,9 +221,10 @@ def test_the_finite_check_covers_the_policy_and_the_critic():
 def test_checkpoint_from_another_env_is_refused(tmp_path):
     trainer = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "run")
     trainer.run()
-    other = training.Trainer("Hopper-v4", hopper_hparams(), 0, tmp_path / "other")
+    assert CheckpointDirectory(tmp_path / "run" / "checkpoints").latest().name == f"ckpt-{50:010d}"
+    other = training.Trainer("Hopper-v4", hopper_hparams(), 0, tmp_path / "run")  # its checkpoints
     with pytest.raises(CheckpointError, match="from env SmoothieBandit-v0"):
-        other.restore(CheckpointDirectory(tmp_path / "run" / "checkpoints").latest())
+        other.restore(50)
 
 
 def test_exported_policy_runs_with_tensorflow_alone(tmp_path):
@@ -229,7 +233,7 @@ def test_exported_policy_runs_with_tensorflow_alone(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "policy"))
     observations = tf.ones([4, 1])
     np.testing.assert_allclose(
-        loaded.mean_action(observations), trainer.agent.policy(observations), rtol=1e-6
+        loaded.mean_action(observations), trainer.agent.policy(observations[None])[0], rtol=1e-6
     )
 
 
@@ -436,8 +440,13 @@ def test_kill_9_at_random_moments_then_resume_completes(tmp_path):
     small = dataclasses.replace(
         hparams_lib.load(good), actor_hidden=[32, 32], critic_hidden=[32], critic_state_embedding=16
     )
-    for checkpoint in CheckpointDirectory(tmp_path / "checkpoints").all():  # every one restores fully
-        training.Trainer("SmoothieBandit-v0", small, 0, tmp_path / "probe").restore(checkpoint)
+    kept = CheckpointDirectory(tmp_path / "checkpoints").all()
+    assert len(kept) == 3
+    for checkpoint in kept:  # every one restores fully
+        step = CheckpointDirectory.read_state(checkpoint)["step"]
+        probe = training.Trainer("SmoothieBandit-v0", small, 0, tmp_path)
+        probe.restore(step)
+        assert probe.step == step and len(probe.replay) == min(step, small.replay_capacity)
 
 
 def test_checkpoint_from_another_env_is_refused_by_the_command_line(tmp_path, finished_bandit_run):
@@ -460,9 +469,9 @@ def test_damaged_replay_in_a_checkpoint_is_a_checkpoint_error(tmp_path):
     training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "run").run()
     latest = CheckpointDirectory(tmp_path / "run" / "checkpoints").latest()
     (latest / "replay.npz").write_bytes(b"not an npz file")
-    fresh = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "other")
+    fresh = training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "run")
     with pytest.raises(CheckpointError, match="unusable replay buffer"):
-        fresh.restore(latest)
+        fresh.restore(CheckpointDirectory.read_state(latest)["step"])
 
 
 def test_a_run_on_another_thread_trains_without_signal_handlers(tmp_path):

@@ -1,7 +1,8 @@
 """The agents' hyperparameters: the learner's keys of `smoothie_tf.hparams.HParams`.
 
 Each key is declared, documented, given its default and range-checked once, in
-`smoothie_tf/hparams.py`; `AgentConfig` is the subset an agent is built from.
+`smoothie_tf/hparams.py`; `AgentConfig` is the subset an agent is built from. The members of a
+population may differ in any key but those that give a shape (`SHAPE_KEYS`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ AGENT_KEYS = (
     "derivative_bellman_k2",
     "derivative_bellman_diagonal",
     "derivative_bellman_baseline",
+)
+
+
+# Keys that give a tensor a shape (or the step its structure): every member of a population has
+# the same value. The others may differ between members.
+SHAPE_KEYS = (
+    "actor_hidden",
+    "critic_state_embedding",
+    "critic_hidden",
+    "critic_activation",
+    "batch_size",
+    "derivative_bellman_diagonal",
 )
 
 
@@ -73,3 +86,17 @@ AgentConfig = dataclasses.make_dataclass(
 )
 AgentConfig.__module__ = __name__
 AgentConfig.__doc__ = "What an agent is built from: the learner's keys of HParams, with its defaults."
+
+
+def member_configs(owner: str, records: list[dict]) -> list[AgentConfig]:
+    """One config per member from its keyword arguments (see `from_keywords`); a ValueError names
+    the first shape-giving key in which the members differ."""
+    configs = [AgentConfig.from_keywords(owner, record) for record in records]
+    for key in SHAPE_KEYS:
+        values = [getattr(config, key) for config in configs]
+        if any(value != values[0] for value in values):
+            raise ValueError(
+                f"the members differ in {key} ({', '.join(map(str, values))}), which gives a tensor its "
+                "shape; a population needs one value of it"
+            )
+    return configs

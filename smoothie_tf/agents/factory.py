@@ -25,6 +25,21 @@ def make_agent(hp: hparams_lib.HParams, observation_dim: int, action_space, seed
     return AGENTS[hp.agent](observation_dim, action_space.low, action_space.high, seed=seed, **kwargs)
 
 
+def make_population(
+    hps: list[hparams_lib.HParams], observation_dim: int, action_space, seeds: list[int]
+) -> ActorCriticAgent:
+    """One agent of len(seeds) members, member k built from the learner's keys of hps[k] with seed
+    seeds[k]; every member has the same `agent` (a ValueError names the first other key that
+    must be the same and is not)."""
+    kinds = sorted({hp.agent for hp in hps})
+    if len(kinds) != 1:
+        raise ValueError(f"the members differ in agent ({', '.join(kinds)}); a population has one")
+    records = [{key: getattr(hp, key) for key in AGENT_KEYS} for hp in hps]
+    return AGENTS[kinds[0]](
+        observation_dim, action_space.low, action_space.high, seeds=list(seeds), hparams=records
+    )
+
+
 def mean_action_function(policy, observation_dim: int) -> tf.types.experimental.GenericFunction:
     """observations [N, S] float32 -> mean actions [N, d]: the graph a SavedModel exports."""
     return tf.function(

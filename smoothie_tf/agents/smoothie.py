@@ -3,11 +3,11 @@ a smoothed critic's action-gradient (for μ) and half its action-Hessian (for Σ
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from smoothie_tf import losses
-from smoothie_tf.agents.base import ActorCriticAgent, clip_gradients
+from smoothie_tf.agents.base import ActorCriticAgent
+from smoothie_tf.optimizers import member_global_norm
 from smoothie_tf.replay import Batch
 
 # Critic activations whose action-Hessian vanishes, and where.
@@ -18,8 +18,9 @@ class SmoothieAgent(ActorCriticAgent):
     """Smoothie, and Smoothie-KL when `kl_penalty` λ > 0.
 
     SmoothieAgent(observation_dim, action_low, action_high, *, seed, **hparams), hparams being
-    `AgentConfig`'s fields (SPEC.md section 4's keys); `ou_damping` and `ou_stddev` are accepted
-    and unused. One train step, in the order of the paper's algorithm:
+    `AgentConfig`'s fields (SPEC.md section 4's keys), or a population with seeds=[...] and
+    hparams=[...] (see `ActorCriticAgent`); `ou_damping` and `ou_stddev` are accepted and unused.
+    One train step, for every member at once, in the order of the paper's algorithm:
 
       1. phantom actions a = ã + sqrt(e^φ)·ε around the replayed actions (eq. 9);
       2. critic: Adam on mean Huber(Q̃w(s, a) − y), y = c·r + γ(1 − terminated)·Q̃w̄(s', μθ̄(s'));
@@ -37,59 +38,44 @@ class SmoothieAgent(ActorCriticAgent):
     y − sg(Q̃w(s, a)) in both targets. Off by default (the paper's experiments use k = 0 only).
     """
 
-    def __init__(self, observation_dim: int, action_low, action_high, *, seed: int, **hparams):
-        activation = hparams.get("critic_activation")
+    trains_log_variance = True
+
+    def __init__(self, *args, **kwargs):
+        activation = kwargs.get("critic_activation")
+        for record in kwargs.get("hparams") or []:
+            activation = record.get("critic_activation", activation)
         if activation in ZERO_HESSIAN_ACTIVATIONS:
             raise ValueError(
                 f"Smoothie cannot use a {activation} critic: its action-Hessian is zero "
                 f"{ZERO_HESSIAN_ACTIVATIONS[activation]}, so ½·H gives the covariance no gradient and "
                 "Σ would never learn; use critic_activation='tanh'"
             )
-        super().__init__(observation_dim, action_low, action_high, seed=seed, **hparams)
-        self.log_variance_optimizer = None
-        if self.config.log_variance_lr > 0:
-            self.log_variance_optimizer = keras.optimizers.Adam(
-                self.config.log_variance_lr, name="log_variance_adam"
-            )
-            self.log_variance_optimizer.build([self.policy.log_variance])
+        super().__init__(*args, **kwargs)
 
     @property
     def computes_kl(self) -> bool:
-        """Whether the policy update evaluates KL(π ‖ π_target): only when λ = kl_penalty > 0 (the
-        target policy's forward pass is a tenth of a step's FLOPs at the paper's sizes)."""
-        return self.config.kl_penalty > 0
+        """Whether the policy update evaluates KL(π ‖ π_target): when some member's λ = kl_penalty
+        > 0 (the target policy's forward pass is a tenth of a step's FLOPs at the paper's sizes).
+        A member with λ = 0 beside it adds 0·KL: the same update as without the term."""
+        return any(config.kl_penalty > 0 for config in self.configs)
 
-    def reset_noise(self) -> None:
+    def reset_noise(self, members=None) -> None:
         """Nothing to reset: Smoothie explores with independent draws from its policy."""
 
-    @property
-    def actor_variables(self) -> list[tf.Variable]:
-        """θ (the mean network), and φ (the log-variances) unless φ has its own optimizer."""
-        if self.config.log_variance_lr > 0:
-            return list(self.policy.mean_variables)
-        return [*self.policy.mean_variables, self.policy.log_variance]
-
-    def checkpoint_items(self) -> dict:
-        items = super().checkpoint_items()
-        if self.log_variance_optimizer is not None:
-            items["log_variance_optimizer"] = self.log_variance_optimizer
-        return items
-
-    def _sample_action(self, observation: tf.Tensor) -> tf.Tensor:
-        """a ~ N(μθ(s), Σφ), clipped to the action bounds: [d]."""
-        return self.policy.sample(observation[None], generator=self.acting_generator, clip=True)[0]
+    def _sample_actions(self, observations: tf.Tensor) -> tf.Tensor:
+        """a ~ N(μθ(s), Σφ) per member, clipped to the action bounds: [P, d]."""
+        noise = self.acting_streams.normal([1, self.action_dim])
+        return self.policy.sample(observations[:, None], noise)[:, 0]
 
     def critic_actions(self, batch: Batch) -> tf.Tensor:
         """Phantom actions around the replayed ones, with the current policy's variance (eq. 9)."""
-        noise = self.training_generator.normal(tf.shape(batch.actions))
+        noise = self.training_streams.normal(batch.actions.shape[1:])
         return losses.phantom_actions(batch.actions, self.policy.variance(), noise)
 
     @property
     def fits_action_derivatives(self) -> bool:
-        """Whether the critic update adds the derivative Bellman losses: k1 > 0 or k2 > 0."""
-        k1 = self.config.derivative_bellman_k1
-        k2 = self.config.derivative_bellman_k2
-        return k1 > 0 or k2 > 0
+        """Whether the critic update adds the derivative Bellman losses: some member's k1 or k2 > 0."""
+        return any(c.derivative_bellman_k1 > 0 or c.derivative_bellman_k2 > 0 for c in self.configs)
 
     def critic_update(
         self,
@@ -100,57 +86,60 @@ class SmoothieAgent(ActorCriticAgent):
     ) -> dict:
         """One Adam step on L_Q, at the phantom actions a (`actions`) around the replayed ones ã.
 
-        With k1 = k2 = 0 this is the base class's step, Huber k = 0 alone. Otherwise
-        L_Q = mean Huber_δ(Q̃w(s, a) − y) + k1·loss_1 + k2·loss_2 (eqs. 6–9), where loss_k fits
-        ∂^kQ̃w(s, a)/∂a^k, from the jets of the critic, to target_k built from x = Σ^{-1/2}(ã − a)
-        (`replay_actions` ã: [B, d], needed then); Σ = diag(e^φ) of the current policy, held fixed.
-        Gradients of the sum are clipped to global norm `grad_clip`. "loss/critic" stays the Huber
-        term (comparable with k = 0 runs); "loss/derivative_bellman_k1" / "_k2" are loss_1 and
-        loss_2, unweighted, reported when their weight is > 0.
+        With k1 = k2 = 0 for every member this is the base class's step, Huber k = 0 alone.
+        Otherwise L_Q = mean Huber_δ(Q̃w(s, a) − y) + k1·loss_1 + k2·loss_2 (eqs. 6–9), where loss_k
+        fits ∂^kQ̃w(s, a)/∂a^k, from the jets of the critic, to target_k built from
+        x = Σ^{-1/2}(ã − a) (`replay_actions` ã: [P, B, d], needed then); Σ = diag(e^φ) of the
+        current policy, held fixed. Gradients of the sum are clipped to global norm `grad_clip`.
+        "loss/critic" stays the Huber term (comparable with k = 0 runs);
+        "loss/derivative_bellman_k1" / "_k2" are loss_1 and loss_2, unweighted, reported when some
+        member's weight is > 0 (a member with weight 0 adds 0·loss_k).
         """
         if not self.fits_action_derivatives:
             return super().critic_update(observations, actions, targets)
         if replay_actions is None:
             raise ValueError("the derivative Bellman losses need the replayed actions ã (replay_actions)")
-        k1 = self.config.derivative_bellman_k1
-        k2 = self.config.derivative_bellman_k2
+        values = self.member_values
+        k1, k2 = values["derivative_bellman_k1"], values["derivative_bellman_k2"]
+        fits_1 = any(c.derivative_bellman_k1 > 0 for c in self.configs)
+        fits_2 = any(c.derivative_bellman_k2 > 0 for c in self.configs)
         # Only k = 2 needs more than the Hessian's diagonal, which costs O(n·d) in the jets.
-        diagonal = k2 == 0 or self.config.derivative_bellman_diagonal
+        diagonal = not fits_2 or self.config.derivative_bellman_diagonal
         variance = self.policy.variance()
         offsets = losses.standardised_offsets(replay_actions, actions, variance)
-        variables = self.critic.trainable_variables
         metrics = {}
         with tf.GradientTape() as tape:
             q_values, action_grad, action_hess = self.critic.value_grad_hess(
                 observations, actions, diagonal=diagonal
             )
-            loss = losses.critic_loss(q_values, targets, self.config.huber_delta)
+            loss = losses.critic_loss(q_values, targets, values["huber_delta"][:, None])
             total = loss
-            derivative_targets = targets
-            if self.config.derivative_bellman_baseline:
-                derivative_targets = losses.baseline_targets(targets, q_values)
-            if k1 > 0:
+            # y, or y − sg(Q̃w(s, a)) for the members with the control variate.
+            baseline = values["derivative_bellman_baseline"][:, None]
+            derivative_targets = targets - baseline * tf.stop_gradient(q_values)
+            if fits_1:
                 target_1 = losses.derivative_bellman_target_1(offsets, variance, derivative_targets)
-                loss_1 = losses.derivative_bellman_loss(action_grad, target_1)
+                loss_1 = losses.derivative_bellman_loss(action_grad, target_1, action_axes=1)
                 metrics["loss/derivative_bellman_k1"] = loss_1
                 total += k1 * loss_1
-            if k2 > 0:
+            if fits_2:
                 target_2 = (
                     losses.derivative_bellman_target_2_diagonal
                     if diagonal
                     else losses.derivative_bellman_target_2
                 )(offsets, variance, derivative_targets)
-                loss_2 = losses.derivative_bellman_loss(action_hess, target_2)
+                loss_2 = losses.derivative_bellman_loss(
+                    action_hess, target_2, action_axes=1 if diagonal else 2
+                )
                 metrics["loss/derivative_bellman_k2"] = loss_2
                 total += k2 * loss_2
-        clipped, norm = clip_gradients(tape.gradient(total, variables), self.config.grad_clip)
-        self.critic_optimizer.apply(clipped, variables)
+        norms = self.apply_critic_gradients(total, tape)
         return {
             "loss/critic": loss,
             **metrics,
-            "critic/q_mean": tf.reduce_mean(q_values),
-            "critic/target_mean": tf.reduce_mean(targets),
-            "grad_norm/critic": norm,
+            "critic/q_mean": tf.reduce_mean(q_values, axis=-1),
+            "critic/target_mean": tf.reduce_mean(targets, axis=-1),
+            "grad_norm/critic": norms,
         }
 
     def _train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
@@ -166,16 +155,17 @@ class SmoothieAgent(ActorCriticAgent):
         return {**critic_metrics, **policy_metrics}
 
     def policy_update(self, observations: tf.Tensor) -> dict:
-        """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy).
+        """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy), per member.
 
         Choices SPEC.md leaves open: g and H come from the critic as just updated in this step;
         only diag H is carried through the jets (Σ is diagonal); the actor's gradients are not
-        clipped (Table 1 clips Q's only); "policy/kl" is reported only when λ > 0. "loss/policy" is
-        the surrogate's value (+ λ·KL), whose gradient, not value, is meaningful;
-        "policy/q_at_mean" is Q̃w(s, μθ(s)).
+        clipped (Table 1 clips Q's only); "policy/kl" is reported only when some λ > 0. "loss/policy"
+        is the surrogate's value (+ λ·KL), whose gradient, not value, is meaningful;
+        "policy/q_at_mean" is Q̃w(s, μθ(s)). θ and φ have Adams of their own (φ's at
+        `log_variance_lr`, or at the actor's rate when it is 0: then the same update as one Adam).
         """
         log_variance, target_log_variance = self.policy.log_variance, self.target_policy.log_variance
-        variables = [*self.policy.mean_variables, log_variance]
+        mean_variables = self.policy.mean_variables
         with tf.GradientTape() as tape:
             means = self.policy(observations)
             with tape.stop_recording():  # g and H are held fixed: no second-order terms
@@ -187,21 +177,18 @@ class SmoothieAgent(ActorCriticAgent):
                 with tape.stop_recording():
                     target_means = self.target_policy(observations)
                 kl = losses.kl_to_target_policy(means, log_variance, target_means, target_log_variance)
-                loss += self.config.kl_penalty * kl
-        gradients = tape.gradient(loss, variables)
-        if self.log_variance_optimizer is None:
-            self.actor_optimizer.apply(gradients, variables)
-        else:
-            self.actor_optimizer.apply(gradients[:-1], variables[:-1])
-            self.log_variance_optimizer.apply(gradients[-1:], variables[-1:])
+                loss += self.member_values["kl_penalty"] * kl
+        gradients = tape.gradient(loss, [*mean_variables, log_variance])
+        self.actor_optimizer.apply(gradients[:-1], mean_variables)
+        self.log_variance_optimizer.apply(gradients[-1:], [log_variance])
         variance = self.policy.variance()
         metrics = {
             "loss/policy": loss,
-            "policy/q_at_mean": tf.reduce_mean(q_at_means),
-            "policy/hessian_diagonal_mean": tf.reduce_mean(hess_diag),
-            "policy/mean_variance": tf.reduce_mean(variance),
+            "policy/q_at_mean": tf.reduce_mean(q_at_means, axis=-1),
+            "policy/hessian_diagonal_mean": tf.reduce_mean(hess_diag, axis=[-2, -1]),
+            "policy/mean_variance": tf.reduce_mean(variance, axis=-1),
             "policy/variance": variance,
-            "grad_norm/actor": tf.linalg.global_norm(gradients),
+            "grad_norm/actor": member_global_norm(gradients),
         }
         if self.computes_kl:
             metrics["policy/kl"] = kl

@@ -1,0 +1,171 @@
+"""Whole-loop speed of populations (SPEC.md section 9): environment steps per second of P runs
+trained in one process, against single runs in separate processes.
+
+Each figure comes from its own process, so that the populations measured before it do not
+share its memory or its thread pools: `python -m smoothie_tf.population_speed --members=P`
+prints one JSON object, and `population_figures` starts those processes one after another and
+then `processes` single runs side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def loop_figures(env_id: str, agent_file: str, members: int, steps: int) -> dict:
+    """Environment steps per second, over all members, of a population of `members` runs (seeds
+    0..P-1, the hparams of `hparams/<agent_file>.json`) from after `steps // 3` warm-up steps and
+    the first 200 updates (compilation) to the end; each loop part's share; memory per member."""
+    from smoothie_tf import hparams as hparams_lib
+    from smoothie_tf.training import PopulationTrainer
+
+    hp = hparams_lib.load(ROOT / "hparams" / f"{agent_file}.json")
+    warmup = max(steps // 3, hp.batch_size)
+    hp = dataclasses.replace(
+        hp, total_steps=steps, warmup_steps=warmup, eval_interval=10 * steps, checkpoint_interval=10 * steps
+    )
+    with tempfile.TemporaryDirectory() as logdir:
+        trainer = PopulationTrainer(
+            env_id,
+            [hp] * members,
+            list(range(members)),
+            [pathlib.Path(logdir) / f"seed{k}" for k in range(members)],
+        )
+        marks = {}
+
+        def on_progress(progress):
+            if progress.step in (warmup + 200, steps - 1):  # from after the first updates compiled
+                marks[progress.step] = (time.perf_counter(), dict(trainer.timings))
+
+        trainer.on_progress = on_progress
+        trainer.run()  # the final evaluation and export come after step steps - 1: not timed
+        agent_bytes = sum(v.numpy().nbytes for v in trainer.agent.state_variables().values())
+        replay_bytes = trainer.members[0].replay.nbytes()
+    (start, start_timings), (end, end_timings) = marks[warmup + 200], marks[steps - 1]
+    timed_steps = steps - 1 - warmup - 200
+    parts = {k: end_timings[k] - start_timings[k] for k in end_timings}
+    total = end - start
+    return {
+        "env": env_id,
+        "hparams": agent_file,
+        "members": members,
+        "timed_steps": timed_steps,
+        "env_steps_per_sec": round(members * timed_steps / total, 1),
+        "env_steps_per_sec_per_member": round(timed_steps / total, 1),
+        "fraction": {k: round(v / total, 3) for k, v in parts.items()}
+        | {"other": round(1 - sum(parts.values()) / total, 3)},
+        "agent_mb_per_member": round(agent_bytes / members / 2**20, 2),
+        "replay_mb_per_member": round(replay_bytes / 2**20, 1),
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _command(env_id: str, agent_file: str, members: int, steps: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "smoothie_tf.population_speed",
+        f"--env={env_id}",
+        f"--hparams={agent_file}",
+        f"--members={members}",
+        f"--steps={steps}",
+    ]
+
+
+def _environment(threads: int) -> dict:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return os.environ | {
+        "PYTHONPATH": path,
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": str(threads),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+
+
+def _read(process: subprocess.Popen) -> dict:
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"a measurement process failed (exit {process.returncode}): {err.strip()[-500:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def population_figures(
+    env_id: str = "Hopper-v4",
+    agent_file: str = "smoothie",
+    sizes: tuple[int, ...] = (1, 2, 4, 8, 16),
+    steps: int = 3000,
+    processes: int = 3,
+    threads: int | None = None,
+) -> dict:
+    """`loop_figures` for each population size, one process after another (TensorFlow with
+    `threads` threads each, default: every CPU), then `processes` single runs at once, one thread
+    each (the way separate runs share this machine), and the ratios the populations are judged by."""
+    threads = threads or len(os.sched_getaffinity(0))
+    figures: dict = {"env": env_id, "hparams": agent_file, "steps": steps, "threads": threads}
+    by_size = {}
+    for size in sizes:
+        process = subprocess.Popen(
+            _command(env_id, agent_file, size, steps),
+            env=_environment(threads),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        by_size[size] = _read(process)
+    figures["populations"] = {str(size): entry for size, entry in by_size.items()}
+    if processes:
+        started = [
+            subprocess.Popen(
+                _command(env_id, agent_file, 1, steps),
+                env=_environment(1),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        separate = [_read(process) for process in started]
+        figures["separate_processes"] = {
+            "processes": processes,
+            "env_steps_per_sec": round(sum(e["env_steps_per_sec"] for e in separate), 1),
+            "each": [e["env_steps_per_sec"] for e in separate],
+        }
+    if 1 in by_size:
+        single = by_size[1]["env_steps_per_sec"]
+        figures["over_single_run"] = {
+            str(size): round(entry["env_steps_per_sec"] / single, 2) for size, entry in by_size.items()
+        }
+    if processes:
+        together = figures["separate_processes"]["env_steps_per_sec"]
+        figures[f"over_{processes}_processes"] = {
+            str(size): round(entry["env_steps_per_sec"] / together, 2) for size, entry in by_size.items()
+        }
+    return figures
+
+
+def main(argv: list[str]) -> None:
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in argv)
+    from smoothie_tf.startup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import warnings
+
+    from smoothie_tf import envs  # noqa: F401  (registers the project's tasks)
+
+    warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
+    figures = loop_figures(options["env"], options["hparams"], int(options["members"]), int(options["steps"]))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
