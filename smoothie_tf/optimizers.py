@@ -85,7 +85,8 @@ class MemberAdam(tf.Module):
         variables = list(variables)
         if not variables:
             raise ValueError("MemberAdam needs at least one variable")
-        rates = np.asarray(learning_rate, np.float32)
+        with np.errstate(over="ignore"):  # a rate beyond float32's range is inf, as in a float32 variable
+            rates = np.asarray(learning_rate, np.float32)
         if rates.ndim != 1:
             raise ValueError(f"learning_rate must be [P] (one per member), got shape {rates.shape}")
         members = rates.shape[0]

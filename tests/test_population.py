@@ -25,16 +25,19 @@ from smoothie_tf.agents.config import SHAPE_KEYS
 from smoothie_tf.checkpoints import PREFIX, CheckpointDirectory
 from smoothie_tf.replay import Batch
 
-# XLA compiles the step of P members and the step of one into different programs (other fusions,
-# tilings and reduction orders), so the same member's numbers differ in their last float32 bits
-# (~6e-8 relative) from one op to the next; a dozen Adam steps, whose lr·m̂/(√v̂ + ε) magnifies the
-# relative error of small moments, carry that to at most 6e-6 of a tensor's largest entry after 12
-# agent steps (measured, Adam's m of φ) and 1.8e-5 after a 400-step bandit run. Members that
-# shared anything (a norm, a learning rate, a stream) would differ at O(1): their seeds, data and
-# hparams differ by factors of 2 to 10.
-STATE_TOLERANCE = 1e-4  # of the largest |entry| of each state tensor
+# Why a tolerance: XLA compiles the step of P members into another program than the step of one
+# (other fusions, tilings, reduction orders and its own tanh), and the plain TensorFlow graph that
+# the agent tests below use for the single runs is another again, so one member's numbers differ
+# in their last float32 bits (~6e-8 relative) from op to op; Adam's lr·m̂/(√v̂ + ε), which
+# normalises small moments, magnifies the relative error of those. Measured, as a fraction of each
+# state tensor's largest |entry|: at most 2e-5 after the 12 agent steps below (Adam's m of φ,
+# Smoothie; actions within 1.2e-7) and 4e-6 after the 150-step runs below (population and runs
+# alone all XLA-compiled; evaluation returns equal). Members that shared anything (a norm, a
+# learning rate, a stream) would differ at O(1): their seeds, data and hparams differ by factors
+# of 2 to 10.
+STATE_TOLERANCE = 2e-4  # of the largest |entry| of each state tensor
 ACTION_TOLERANCE = 1e-5  # actions are O(1): absolute
-RETURN_TOLERANCE = 1e-5  # evaluation returns are O(1) on the bandit: absolute (measured: 1e-6)
+RETURN_TOLERANCE = 1e-5  # evaluation returns are O(1) on the bandit: absolute
 
 
 def assert_same_state(actual: dict, expected: dict, what: str) -> None:
@@ -60,8 +63,11 @@ S, D = 3, 2
 LOW, HIGH = np.array([-1.0, -2.0]), np.array([2.0, 1.0])
 SHAPES = {"actor_hidden": [16], "critic_state_embedding": 8, "critic_hidden": [16], "batch_size": 16}
 SEEDS = [5, 0, 12]
-# Every value a member may have on its own, 0 beside > 0 where 0 switches a term off; a clip of
-# 0.3 binds at these sizes, 10 does not; δ = 0.3 puts most Bellman errors in Huber's linear part.
+# Every value a member may have on its own, 0 beside > 0 where 0 switches a term off (KL, φ's own
+# Adam, each derivative Bellman loss). Member 0's clip of 0.3 binds (checked below); member 1's
+# Bellman errors (rewards of scale 3·3) lie in its Huber's linear part (δ = 0.3), member 2's
+# (3·0.5) mostly in its quadratic part (δ = 5). OU damping 1 leaves no memory for a reset to erase;
+# 0.15 leaves much.
 DIFFERING = [
     {
         "actor_lr": 1e-3,
@@ -136,17 +142,20 @@ def member_batches(member: int) -> list[Batch]:
 
 
 @pytest.mark.parametrize("agent", sorted(AGENTS))
-def test_each_member_updates_and_acts_as_a_population_of_one(agent):
+def test_each_member_updates_and_acts_as_a_population_of_one(agent, monkeypatch):
     """The compiled step (with the exploring actions it draws, as the training loop calls it) of
     a population of 3, seeds and every per-member hparam different, against three single runs fed
     the same batches and observations: the exploring actions and metrics of every step, and at
     the end every state variable (networks, targets, Adam slots and counters, random streams, OU
-    state)."""
+    state). The population's step is XLA-compiled as shipped; the single runs, the reference, run
+    the same step as a plain TensorFlow graph (and cost half the compile time)."""
     cls = AGENTS[agent]
     population = cls(S, LOW, HIGH, seeds=SEEDS, hparams=DIFFERING, **SHAPES)
-    singles = [
-        cls(S, LOW, HIGH, seed=seed, **SHAPES, **hp) for seed, hp in zip(SEEDS, DIFFERING, strict=True)
-    ]
+    with monkeypatch.context() as patch:
+        patch.setattr(cls, "jit_compile", False)
+        singles = [
+            cls(S, LOW, HIGH, seed=seed, **SHAPES, **hp) for seed, hp in zip(SEEDS, DIFFERING, strict=True)
+        ]
     batches = [member_batches(k) for k in range(3)]
     rng = np.random.default_rng(7)
     clip_bound = False
@@ -166,9 +175,8 @@ def test_each_member_updates_and_acts_as_a_population_of_one(agent):
                 got, want = metrics[key].numpy()[k], alone[key].numpy()[0]
                 if want.dtype == bool:
                     assert got == want, key
-                else:
-                    scale = max(float(np.abs(want).max()), 1e-30)
-                    np.testing.assert_allclose(got, want, rtol=0, atol=STATE_TOLERANCE * scale, err_msg=key)
+                else:  # sums that may cancel (the surrogate's value): relative, and absolute
+                    np.testing.assert_allclose(got, want, rtol=STATE_TOLERANCE, atol=1e-6, err_msg=key)
         clip_bound |= bool(metrics["grad_norm/critic"][0] > DIFFERING[0]["grad_clip"])
         if i == RESET_AT:
             population.reset_noise(RESET_MASK)
@@ -509,8 +517,9 @@ def test_a_member_directory_holding_another_run_is_refused_untouched(seeds_run):
 
 # --- 6. signals and kill -9: every member checkpoints, and resumes exactly -----------------------
 
-# DDPG on Pendulum: 200-step episodes, so the signals stop the members mid-episode (the
-# environment is brought back by replaying the episode's actions) with the OU noise running.
+# DDPG (the bandit's hparams file, cut down) on Pendulum: 200-step episodes, so the signals stop
+# the members mid-episode (the environment is brought back by replaying the episode's actions)
+# with the OU noise running.
 PENDULUM_OVERRIDES = [
     "total_steps=300",
     "batch_size=16",
@@ -542,6 +551,10 @@ def wait_for_checkpoints(logdirs: list[pathlib.Path], process: subprocess.Popen,
 
 
 def test_signals_and_kill_9_then_resume_give_the_uninterrupted_population(tmp_path):
+    """One population through SIGINT, SIGTERM and kill -9, each time run again by the same
+    command, against the same population trained in one go: the checkpoint each signal leaves
+    is the uninterrupted state of its step, and the end (weights, evaluation returns) is the same,
+    bit for bit."""
     args = [
         "--env=Pendulum-v1",
         f"--hparams={PENDULUM_HPARAMS}",
@@ -551,7 +564,7 @@ def test_signals_and_kill_9_then_resume_give_the_uninterrupted_population(tmp_pa
     ]
     members = [tmp_path / "pop" / "seed0", tmp_path / "pop" / "seed1"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    resumed_at = None
+    interrupted: dict[int, list[dict[str, np.ndarray]]] = {}  # step -> each member's checkpoint
     for signum, after in ((signal.SIGINT, 50), (signal.SIGTERM, 150)):
         process = subprocess.Popen(
             train_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -566,24 +579,41 @@ def test_signals_and_kill_9_then_resume_give_the_uninterrupted_population(tmp_pa
         assert lines == [
             f"bin/train: error: interrupted: signal {signum} at step {steps[0]}; checkpoint saved"
         ]
-        if resumed_at is not None:
-            assert f"resumed 2 run(s) at step {resumed_at}" in stdout
-        resumed_at = steps[0]
-    # kill -9 the moment seed0 has a new checkpoint: seed1's of that step may be missing, and the
-    # members resume from the latest step they both have.
+        if interrupted:
+            assert f"resumed 2 run(s) at step {max(interrupted)}" in stdout
+        interrupted[steps[0]] = [final_model(m) for m in members]
+    # kill -9 the moment seed0 has a new checkpoint: seed1's of that step may still be missing, and
+    # the members go back to the latest step they both have.
     process = subprocess.Popen(
         train_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    wait_for_checkpoints(members[:1], process, 250)
+    wait_for_checkpoints(members[:1], process, 200)
     process.kill()
-    process.wait()
+    assert process.wait() == -signal.SIGKILL
+    common = set.intersection(
+        *({int(p.name[len(PREFIX) :]) for p in CheckpointDirectory(m / "checkpoints").all()} for m in members)
+    )
     result = run_train(*args)
     assert result.returncode == 0, result.stderr
-    common = {latest_step(m) for m in members}
-    assert common == {300}
+    assert f"resumed 2 run(s) at step {max(common)}" in result.stdout and max(common) >= 150
+    assert [latest_step(m) for m in members] == [300, 300]
+
     hp = hparams_lib.apply_overrides(hparams_lib.load(PENDULUM_HPARAMS), PENDULUM_OVERRIDES)
     references = [tmp_path / "straight" / "seed0", tmp_path / "straight" / "seed1"]
-    training.PopulationTrainer("Pendulum-v1", [hp, hp], [0, 1], references).run()
+    straight = training.PopulationTrainer("Pendulum-v1", [hp, hp], [0, 1], references)
+    states_at: dict[int, list[dict[str, np.ndarray]]] = {}
+
+    def record(progress):
+        if progress.step in interrupted:
+            states_at[progress.step] = [straight.agent.member_state(k) for k in range(2)]
+
+    straight.on_progress = record
+    straight.run()
+    for step, states in interrupted.items():
+        for k, state in enumerate(states):
+            assert sorted(state) == sorted(states_at[step][k])
+            for name, value in states_at[step][k].items():
+                np.testing.assert_array_equal(state[name], value, err_msg=f"step {step} member {k} {name}")
     for member, reference in zip(members, references, strict=True):
         for name, value in final_model(reference).items():
             np.testing.assert_array_equal(final_model(member)[name], value, err_msg=name)

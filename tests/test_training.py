@@ -80,6 +80,38 @@ def test_exact_resume_on_hopper_mid_episode(tmp_path):
     assert straight.episode == resumed.episode > 1  # episodes ended and restarted along the way
 
 
+def test_a_population_resumes_without_a_member_that_diverged_before(tmp_path):
+    """Member 0 diverges at the first update (step 16: reward_scale 1e39 makes its critic loss
+    infinite). Interrupted at step 25 and resumed, the population leaves it out (its replay was
+    never restored) and member 1 resumes from its checkpoint of step 25 and trains to the end
+    exactly as in the uninterrupted run, one update a step."""
+    base = bandit_hparams(total_steps=40, checkpoint_interval=10)
+    hps = [dataclasses.replace(base, reward_scale=1e39), base]
+
+    def population(root: pathlib.Path, **kwargs) -> training.PopulationTrainer:
+        logdirs = [root / "seed0", root / "seed1"]
+        return training.PopulationTrainer("SmoothieBandit-v0", hps, [0, 1], logdirs, **kwargs)
+
+    straight = population(tmp_path / "straight")
+    assert straight.run()["diverged"] == ["seed0"]
+    first = population(tmp_path / "resumed")
+    first.on_progress = lambda progress: progress.step == 25 and first._request_stop(signal.SIGINT, None)
+    with pytest.raises(training.Interrupted):
+        first.run()
+    log: list[str] = []
+    resumed = population(tmp_path / "resumed", on_log=log.append)
+    result = resumed.run()
+    assert result["step"] == 40 and result["diverged"] == ["seed0"]
+    assert "resumed 1 run(s) at step 25" in log
+    assert any(line.startswith("seed0 stopped earlier") for line in log)
+    assert resumed.agent.critic_optimizer.iterations.numpy()[1] == 40 - base.batch_size + 1
+    final = straight.agent.member_state(1)
+    for name, value in resumed.agent.member_state(1).items():
+        np.testing.assert_array_equal(value, final[name], err_msg=name)
+    assert eval_returns(tmp_path / "resumed" / "seed1") == eval_returns(tmp_path / "straight" / "seed1")
+    assert len(eval_returns(tmp_path / "straight" / "seed1")) == 1
+
+
 def test_event_files_hold_the_pinned_tags(tmp_path):
     training.Trainer("SmoothieBandit-v0", bandit_hparams(), 0, tmp_path).run()
     accumulator = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
