@@ -17,6 +17,13 @@ evaluations so far; one that errs or has not finished ranks after those. Tune's 
 state lives in `<logdir>/tune`; `run_search` on a logdir that holds one restores it
 (`Tuner.restore`): finished trials are kept, unfinished ones start again and their runs resume
 from their last checkpoints. A search is resumed only with the score it started with.
+
+With `population` P > 1 a Tune trial trains P configurations at once, each with its seeds, as
+one population (`training.PopulationTrainer`, one compiled step for all), in
+`<logdir>/trials/<trial id>/member<k>/seed<s>`; each configuration is still one row of the
+table (trial id `<trial id>_m<k>`), and one that diverges stops alone. The configurations are
+drawn in groups of P, so a population search draws other configurations than a search of
+single runs with the same sampler seed.
 """
 
 from __future__ import annotations
@@ -141,6 +148,7 @@ class SearchRequest:
     cpus_per_trial: float = 1.0
     sampler_seed: int = 0
     score: str = "last"  # what ranks the trials: a key of SCORES
+    population: int = 1  # configurations trained together in one process (one Tune trial)
 
     def dimensions(self) -> tuple[Dimension, ...]:
         return dimensions_for(self.base, self.space)
@@ -155,6 +163,7 @@ class SearchRequest:
             "seeds": self.seeds,
             "sampler_seed": self.sampler_seed,
             "score": self.score,
+            "population": self.population,
         }
 
 
@@ -163,9 +172,14 @@ def validate(request: SearchRequest) -> None:
     hparams_lib.validate(request.base)
     if request.score not in SCORES:
         raise SearchError(f"unknown score {request.score!r}; choose one of {', '.join(SCORES)}")
-    for name in ("trials", "seeds"):
+    for name in ("trials", "seeds", "population"):
         if not (isinstance(getattr(request, name), int) and getattr(request, name) >= 1):
             raise SearchError(f"{name} must be an integer >= 1, got {getattr(request, name)!r}")
+    if request.trials % request.population:
+        raise SearchError(
+            f"trials ({request.trials}) must be a multiple of the population ({request.population}): "
+            "each Tune trial trains that many configurations"
+        )
     if not (request.cpus_per_trial > 0 and math.isfinite(request.cpus_per_trial)):
         raise SearchError(f"cpus_per_trial must be > 0, got {request.cpus_per_trial}")
     if not request.dimensions():
@@ -186,11 +200,29 @@ def validate(request: SearchRequest) -> None:
                 raise SearchError(f"range of {d.key} [{d.low}, {d.high}] is not valid: {error}") from error
 
 
-def param_space(hp: hparams_lib.HParams, space: tuple[Dimension, ...] = TABLE_1) -> dict:
-    """Tune's param_space: key -> tune.loguniform(low, high), for the keys of hp's variant."""
+def param_space(hp: hparams_lib.HParams, space: tuple[Dimension, ...] = TABLE_1, population: int = 1) -> dict:
+    """Tune's param_space: key -> tune.loguniform(low, high), for the keys of hp's variant; with
+    a population P > 1, member<k> -> such a space, for k < P (one Tune trial, P configurations)."""
     from ray import tune
 
-    return {d.key: tune.loguniform(d.low, d.high) for d in dimensions_for(hp, space)}
+    def one() -> dict:
+        return {d.key: tune.loguniform(d.low, d.high) for d in dimensions_for(hp, space)}
+
+    if population == 1:
+        return one()
+    return {member_key(k): one() for k in range(population)}
+
+
+def member_key(k: int) -> str:
+    """The key of configuration k in a population trial's config (and its directory)."""
+    return f"member{k}"
+
+
+def trial_configs(config: dict) -> list[dict]:
+    """The configurations of a Tune trial's config: one, or one per member of a population."""
+    if member_key(0) not in config:
+        return [config]
+    return [config[member_key(k)] for k in range(len(config))]
 
 
 def trial_hparams(base: hparams_lib.HParams, config: dict) -> hparams_lib.HParams:
@@ -272,8 +304,11 @@ def run_trial(config: dict, setup: dict) -> None:
             | {"final_return": math.nan, "score": math.nan, "outcome": "running"}
         )
 
-    hp = trial_hparams(hparams_lib.from_dict(setup["base"]), config)
     trial_dir = pathlib.Path(setup["logdir"]) / TRIALS_DIR / tune.get_context().get_trial_id()
+    if member_key(0) in config:
+        run_population_trial(config, setup, trial_dir)
+        return
+    hp = trial_hparams(hparams_lib.from_dict(setup["base"]), config)
     finals: list[float] = []
     scores: list[float] = []
     outcome = "done"
@@ -296,6 +331,56 @@ def run_trial(config: dict, setup: dict) -> None:
         | {"score": float(np.mean(scores)), "score_std": float(np.std(scores)), "seed_scores": scores}
         | {"seed_returns": finals, "ranked_by": setup["score"], "outcome": outcome}
     )
+
+
+def run_population_trial(config: dict, setup: dict, trial_dir: pathlib.Path) -> None:
+    """A population trial: its P configurations x `seeds` seeds as one PopulationTrainer, each
+    configuration's outcome and score reported as `member<k>_...` metrics."""
+    import numpy as np
+    from ray import tune
+
+    from smoothie_tf import plotting, training
+
+    base = hparams_lib.from_dict(setup["base"])
+    hps = [trial_hparams(base, values) for values in trial_configs(config)]
+    seeds = list(range(setup["seeds"]))
+    members = [(k, seed) for k in range(len(hps)) for seed in seeds]
+    logdirs = [trial_dir / member_key(k) / f"seed{seed}" for k, seed in members]
+
+    class ReportingTrainer(training.PopulationTrainer):
+        def evaluated(self, member, returns):
+            if member is self.running[-1]:  # once per evaluation round
+                known = [m.last_eval_return for m in self.running if m.last_eval_return is not None]
+                tune.report(
+                    {"step": self.step, "eval_return": float(np.mean(known)), "outcome": "running"}
+                    | {"final_return": math.nan, "score": math.nan}
+                )
+
+    trainer = ReportingTrainer(
+        setup["env"], [hps[k] for k, _ in members], [seed for _, seed in members], logdirs
+    )
+    trainer.run()
+    metrics: dict = {"step": trainer.step, "outcome": "done", "ranked_by": setup["score"]}
+    finals_all = []
+    for k, hp in enumerate(hps):
+        own = [i for i, (member, _) in enumerate(members) if member == k]
+        if any(trainer.members[i].stopped is not None for i in own):
+            metrics[f"{member_key(k)}_outcome"] = "diverged"
+            continue
+        finals = [float(trainer.members[i].last_eval_return) for i in own]
+        scores = [run_score(*plotting.eval_returns(logdirs[i]), hp.total_steps, setup["score"]) for i in own]
+        finals_all.extend(finals)
+        metrics |= {
+            f"{member_key(k)}_outcome": "done",
+            f"{member_key(k)}_final_return": float(np.mean(finals)),
+            f"{member_key(k)}_final_return_std": float(np.std(finals)),
+            f"{member_key(k)}_score": float(np.mean(scores)),
+            f"{member_key(k)}_score_std": float(np.std(scores)),
+            f"{member_key(k)}_seed_scores": scores,
+            f"{member_key(k)}_seed_returns": finals,
+        }
+    metrics["eval_return"] = float(np.mean(finals_all)) if finals_all else math.nan
+    tune.report(metrics)
 
 
 def _trial_dirname(trial) -> str:
@@ -371,6 +456,7 @@ def check_logdir(request: SearchRequest) -> bool:
     record = json.loads(json.dumps(request.record()))  # tuples as lists, as when read back
     if isinstance(previous, dict):
         previous.setdefault("score", "last")  # a search recorded before scores could be chosen
+        previous.setdefault("population", 1)  # ... or before populations
         if previous["score"] != record["score"] and {**previous, "score": record["score"]} == record:
             raise SearchError(
                 f"{request.logdir} holds this search ranked by --score={previous['score']}; resume it "
@@ -418,9 +504,9 @@ def run_search(request: SearchRequest, verbose: int = 0) -> SearchOutcome:
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space=param_space(request.base, request.space),
+            param_space=param_space(request.base, request.space, request.population),
             tune_config=tune.TuneConfig(
-                num_samples=request.trials,
+                num_samples=request.trials // request.population,
                 search_alg=BasicVariantGenerator(random_state=request.sampler_seed),
                 trial_dirname_creator=_trial_dirname,
             ),
@@ -461,14 +547,18 @@ def _write_atomically(path: pathlib.Path, text: str) -> None:
 
 
 def trial_rows(results, request: SearchRequest) -> list[dict]:
-    """One dict per trial of a Tune ResultGrid, best first: finished trials by their score
-    (`request.score`, named in the column `ranked_by`), highest first, then the others in
-    Tune's order. `status`: done, diverged (a non-finite loss), error (the trial raised) or
-    unfinished; only a done trial has a score. `final_return` is the mean final evaluation
-    return over seeds whatever the score."""
+    """One dict per trial of a Tune ResultGrid (per configuration, for a population search),
+    best first: finished trials by their score (`request.score`, named in the column
+    `ranked_by`), highest first, then the diverged ones, then the others in Tune's order.
+    `status`: done, diverged (a non-finite loss), error (the trial raised) or unfinished; only
+    a done trial has a score. `final_return` is the mean final evaluation return over seeds
+    whatever the score."""
     keys = [d.key for d in request.dimensions()]
     rows = []
     for result in results:
+        if request.population > 1:
+            rows.extend(_population_rows(result, request, keys))
+            continue
         metrics = result.metrics or {}
         status = metrics.get("outcome") if metrics.get("outcome") in ("done", "diverged") else "unfinished"
         if result.error is not None:
@@ -494,7 +584,47 @@ def trial_rows(results, request: SearchRequest) -> list[dict]:
                 "error": "" if result.error is None else " ".join(str(result.error).split())[:300],
             }
         )
-    rows.sort(key=lambda r: (math.isnan(r["score"]), -r["score"] if r["status"] == "done" else 0))
+    # Finished trials by score, then diverged ones, then the rest in Tune's order (sort is stable).
+    rows.sort(
+        key=lambda r: (
+            math.isnan(r["score"]),
+            r["status"] != "diverged",
+            -r["score"] if r["status"] == "done" else 0,
+        )
+    )
+    return rows
+
+
+def _population_rows(result, request: SearchRequest, keys: list[str]) -> list[dict]:
+    """The rows of one population trial: one per configuration (see `trial_rows`)."""
+    metrics = result.metrics or {}
+    trial_id = metrics.get("trial_id") or pathlib.Path(result.path).name
+    config = result.config or {}
+    rows = []
+    for k in range(request.population):
+        name = member_key(k)
+        status = metrics.get(f"{name}_outcome")
+        if status not in ("done", "diverged"):
+            status = "unfinished"
+        if result.error is not None:
+            status = "error"
+        done = status == "done"
+        rows.append(
+            {
+                "trial_id": f"{trial_id}_m{k}",
+                "status": status,
+                "ranked_by": request.score,
+                "score": metrics.get(f"{name}_score", math.nan) if done else math.nan,
+                "score_std": metrics.get(f"{name}_score_std", math.nan) if done else math.nan,
+                "seed_scores": " ".join(f"{x:.6g}" for x in metrics.get(f"{name}_seed_scores", [])),
+                "final_return": metrics.get(f"{name}_final_return", math.nan) if done else math.nan,
+                "final_return_std": metrics.get(f"{name}_final_return_std", math.nan) if done else math.nan,
+                "seed_returns": " ".join(f"{x:.6g}" for x in metrics.get(f"{name}_seed_returns", [])),
+                **{key: config.get(name, {}).get(key) for key in keys},  # None: not started yet
+                "logdir": str(request.logdir / TRIALS_DIR / trial_id / name),
+                "error": "" if result.error is None else " ".join(str(result.error).split())[:300],
+            }
+        )
     return rows
 
 

@@ -158,10 +158,13 @@ class Member:
         self.observation = None
         self.summaries: Summaries | None = None
         self.stopped: str | None = None  # why the member stopped, if it did
+        self.display_name: str | None = None
 
     @property
     def name(self) -> str:
-        return self.logdir.name
+        """How log lines name the member: its directory's name (with its parent's, when the
+        population's names need it to be told apart; see PopulationTrainer)."""
+        return self.display_name or self.logdir.name
 
     def reset_env(self) -> None:
         self.observation, _ = self.env.reset(seed=episode_seed(self.seed, self.episode))
@@ -262,6 +265,11 @@ class PopulationTrainer:
             Member(k, env_id, hp, seed, logdir, self.env_kwargs, keep_checkpoints)
             for k, (hp, seed, logdir) in enumerate(zip(hps, seeds, logdirs, strict=True))
         ]
+        if len({m.logdir.name for m in self.members}) < len(
+            self.members
+        ):  # e.g. member0/seed0, member1/seed0
+            for m in self.members:
+                m.display_name = f"{m.logdir.parent.name}/{m.logdir.name}"
         env = self.members[0].env
         self.observation_dim = int(np.prod(env.observation_space.shape))
         self.action_space = env.action_space
