@@ -1,0 +1,47 @@
+"""The population speed figures: one process per population size, single runs side by side,
+and ratios that follow from the rates they report."""
+
+import pytest
+
+from smoothie_tf import population_speed
+
+
+@pytest.fixture(scope="module")
+def figures():
+    return population_speed.population_figures(
+        env_id="SmoothieBandit-v0",
+        agent_file="bandit_smoothie",
+        sizes=(1, 2),
+        steps=1000,
+        processes=2,
+        threads=1,
+    )
+
+
+def test_each_population_is_measured_in_a_process_of_its_own(figures):
+    populations = figures["populations"]
+    assert set(populations) == {"1", "2"}
+    for size, entry in populations.items():
+        assert entry["members"] == int(size)
+        assert entry["timed_steps"] == 1000 - 1 - 333 - 200
+        # The total rate counts every member's environment steps.
+        assert entry["env_steps_per_sec"] == pytest.approx(
+            int(size) * entry["env_steps_per_sec_per_member"], rel=0.01
+        )
+        assert 0 < entry["env_steps_per_sec"]
+        assert sum(entry["fraction"].values()) == pytest.approx(1.0, abs=0.01)
+        assert entry["agent_mb_per_member"] > 0 and entry["replay_mb_per_member"] > 0
+
+
+def test_the_ratios_follow_from_the_measured_rates(figures):
+    populations = figures["populations"]
+    separate = figures["separate_processes"]
+    assert separate["processes"] == 2 and len(separate["each"]) == 2
+    assert separate["env_steps_per_sec"] == pytest.approx(sum(separate["each"]), abs=0.2)
+    single = populations["1"]["env_steps_per_sec"]
+    assert figures["over_single_run"]["2"] == pytest.approx(
+        populations["2"]["env_steps_per_sec"] / single, abs=0.01
+    )
+    assert figures["over_2_processes"]["2"] == pytest.approx(
+        populations["2"]["env_steps_per_sec"] / separate["env_steps_per_sec"], abs=0.01
+    )
