@@ -339,10 +339,10 @@ class PopulationTrainer:
 
     def _resume_step(self) -> int | None:
         """The checkpoint step every running member resumes from: the latest one they all have
-        (None: a fresh start). Raises RunConfigError when some have checkpoints and none is common."""
-        steps = [{int(p.name[len(PREFIX) :]) for p in m.checkpoints.all()} for m in self.running]
-        if not any(steps):
-            return None
+        (None: a fresh start). A member without checkpoints counts as at step 0: its fresh state
+        is its step-0 checkpoint, so a population stopped while it wrote those starts afresh.
+        Raises RunConfigError when no step is common."""
+        steps = [{int(p.name[len(PREFIX) :]) for p in m.checkpoints.all()} or {0} for m in self.running]
         common = set.intersection(*steps)
         if not common:
             found = "; ".join(
@@ -353,7 +353,7 @@ class PopulationTrainer:
                 f"the members' checkpoints have no step in common ({found}); train them apart, or "
                 "together from one start"
             )
-        return max(common)
+        return max(common) or None  # step 0: the fresh start itself
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -480,15 +480,16 @@ class PopulationTrainer:
         for m in self.members:
             fresh[m.index] = not check_logdir(m.logdir, m.config)
         for m in self.members:
-            m.logdir.mkdir(parents=True, exist_ok=True)
-            m.checkpoints.remove_temporaries()
             diverged = m.logdir / DIVERGED
             if len(self.members) > 1 and diverged.exists():
                 m.stopped = f"diverged before ({diverged})"
                 self.on_log(f"{m.name} stopped earlier ({diverged}); it is left out")
         if not self.running:
             raise RunConfigError("every member of this population has diverged before; nothing to train")
-        step = self._resume_step()
+        step = self._resume_step()  # before anything is written: it may refuse
+        for m in self.members:
+            m.logdir.mkdir(parents=True, exist_ok=True)
+            m.checkpoints.remove_temporaries()
         if step is not None:
             self.restore(step)
             self.on_log(f"resumed {len(self.running)} run(s) at step {self.step}")

@@ -121,7 +121,10 @@ DIFFERING = [
 ]
 AGENTS = {"smoothie": SmoothieAgent, "ddpg": DDPGAgent}
 STEPS = 12
-RESET_AT, RESET_MASK = 5, np.array([True, False, True])  # episodes end for members 0 and 2 there
+# Episodes of members 0 and 1 end there. Not a palindrome, so a reversed member order shows: it
+# would reset member 2 (OU damping 1: no memory, a reset changes nothing) instead of member 0
+# (damping 0.15: its reset shows).
+RESET_AT, RESET_MASK = 5, np.array([True, True, False])
 
 
 def member_batches(member: int) -> list[Batch]:
@@ -620,3 +623,50 @@ def test_signals_and_kill_9_then_resume_give_the_uninterrupted_population(tmp_pa
         steps, returns = plotting.eval_returns(member)
         assert list(steps) == [150, 300]
         np.testing.assert_array_equal(returns, plotting.eval_returns(reference)[1])
+
+
+class CutOff(Exception):
+    """Stands for a kill between two members' checkpoint writes."""
+
+
+class SaveCutOffAt(training.PopulationTrainer):
+    """Writes member 0's checkpoint of step `at` and dies before member 1's."""
+
+    at = 0
+
+    def save_checkpoints(self):
+        if self.step != self.at:
+            return super().save_checkpoints()
+        member = self.members[0]
+        member.checkpoints.save(
+            self.step, self.agent.member_state(0), member.replay, member.state(self.step, self.pending_action)
+        )
+        raise CutOff
+
+
+@pytest.mark.parametrize("at", [0, 50])
+def test_a_save_cut_off_between_members_resumes_from_the_last_common_step(tmp_path, alone, at):
+    """Killed after member 0 wrote a checkpoint that member 1 has not: the next run goes back to
+    the latest step both have (the fresh start for step 0) and ends as the members alone."""
+    logdirs = [tmp_path / "seed0", tmp_path / "seed1"]
+    cut = type("Cut", (SaveCutOffAt,), {"at": at})(ENV, MEMBER_HPARAMS, [0, 1], logdirs)
+    with pytest.raises(CutOff):
+        cut.run()
+    assert at in checkpoint_steps(logdirs[0]) and at not in checkpoint_steps(logdirs[1])
+    logs = []
+    training.PopulationTrainer(ENV, MEMBER_HPARAMS, [0, 1], logdirs, on_log=logs.append).run()
+    resumed = [line for line in logs if line.startswith("resumed")]
+    assert resumed == ([] if at == 0 else [f"resumed 2 run(s) at step {at - 10}"])
+    for member, single in zip(logdirs, alone, strict=True):
+        assert_same_run(member, single)
+
+
+def test_members_without_a_common_checkpoint_are_refused_with_nothing_written(tmp_path):
+    """seed0 holds a run past its step-0 checkpoint's pruning; seed1 is new: no step in common."""
+    hp = MEMBER_HPARAMS[0]
+    training.Trainer(ENV, hp, 0, tmp_path / "seed0", keep_checkpoints=3).run()
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(training.RunConfigError, match="no step in common"):
+        training.PopulationTrainer(ENV, [hp, hp], [0, 1], [tmp_path / "seed0", tmp_path / "seed1"]).run()
+    assert tree_snapshot(tmp_path) == before
+    assert not (tmp_path / "seed1").exists()
