@@ -318,39 +318,9 @@ def train_step_profile(
 
 def whole_loop_figures(env_id: str = "Hopper-v4", agent_file: str = "smoothie", steps: int = 3000) -> dict:
     """Environment steps per second of the full training loop (acting + env + replay + update)
-    after `steps // 3` warm-up steps excluded from the timing, and the share of each part."""
-    import dataclasses
-    import pathlib
-    import tempfile
+    after `steps // 3` warm-up steps excluded from the timing, and the share of each part: one
+    run, a population of one (`population_speed.loop_figures`)."""
+    from smoothie_tf.population_speed import loop_figures
 
-    from smoothie_tf import hparams as hparams_lib
-    from smoothie_tf.training import Trainer
-
-    root = pathlib.Path(__file__).resolve().parent.parent
-    hp = hparams_lib.load(root / "hparams" / f"{agent_file}.json")
-    warmup = max(steps // 3, hp.batch_size)
-    hp = dataclasses.replace(
-        hp, total_steps=steps, warmup_steps=warmup, eval_interval=10 * steps, checkpoint_interval=10 * steps
-    )
-    with tempfile.TemporaryDirectory() as logdir:
-        trainer = Trainer(env_id, hp, 0, logdir)
-        marks = {}
-
-        def on_progress(progress):
-            if progress.step in (warmup + 200, steps - 1):  # from after the first updates compiled
-                marks[progress.step] = (time.perf_counter(), dict(trainer.timings))
-
-        trainer.on_progress = on_progress
-        trainer.run()  # the final evaluation and export come after step steps - 1: not timed
-    (start, start_timings), (end, end_timings) = marks[warmup + 200], marks[steps - 1]
-    timed_steps = steps - 1 - warmup - 200
-    parts = {k: end_timings[k] - start_timings[k] for k in end_timings}
-    total = end - start
-    return {
-        "env": env_id,
-        "hparams": agent_file,
-        "timed_steps": timed_steps,
-        "env_steps_per_sec": round(timed_steps / total, 1),
-        "fraction": {k: round(v / total, 3) for k, v in parts.items()}
-        | {"other": round(1 - sum(parts.values()) / total, 3)},
-    }
+    figures = loop_figures(env_id, agent_file, 1, steps)
+    return {key: figures[key] for key in ("env", "hparams", "timed_steps", "env_steps_per_sec", "fraction")}

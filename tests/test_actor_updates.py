@@ -41,7 +41,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from test_agents import HIGH, LOW, S, member_batch, momentum, random_batches, snapshot
+from test_agents import (
+    HIGH,
+    LOW,
+    S,
+    critic_derivatives_by_autodiff,
+    member_batch,
+    momentum,
+    random_batches,
+    snapshot,
+)
 
 from smoothie_tf.agents import DDPGAgent, SmoothieAgent
 from smoothie_tf.optimizers import BETA_1, BETA_2, EPSILON
@@ -239,19 +248,6 @@ def phantom_noise(agent) -> np.ndarray:
     copy = MemberStreams(streams.keys.numpy(), name="copy")
     copy.counters.assign(streams.counters)
     return copy.normal([B, D]).numpy()[0]
-
-
-def critic_derivatives_by_autodiff(critic, states, actions) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """q [B], ∇a q [B, d], ∇²a q [B, d, d] of a population of one's critic by nested tapes (not the
-    jets), at states [B, S] and actions [B, d]."""
-    with tf.GradientTape() as outer:
-        outer.watch(actions)
-        with tf.GradientTape() as inner:
-            inner.watch(actions)
-            q = critic(states[None], actions[None])[0]
-        grad = inner.gradient(q, actions)
-    hess = outer.batch_jacobian(grad, actions)
-    return q, grad, hess
 
 
 def smoothie_actor_gradient(

@@ -583,3 +583,16 @@ def test_train_step_and_act_is_a_train_step_then_an_action(name):
     for a, b in zip(agent_state(fused), agent_state(separate), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert fused.population_train_step_and_act.experimental_get_tracing_count() == 1
+
+
+def critic_derivatives_by_autodiff(critic, states, actions) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """q [B], ∇a q [B, d], ∇²a q [B, d, d] of a one-member critic (states [B, S], actions [B, d]
+    given to it as [1, B, ...]) by nested tapes (not the jets), differentiable in w."""
+    with tf.GradientTape() as outer:
+        outer.watch(actions)
+        with tf.GradientTape() as inner:
+            inner.watch(actions)
+            q = critic(states[None], actions[None])[0]
+        grad = inner.gradient(q, actions)
+    hess = outer.batch_jacobian(grad, actions)
+    return q, grad, hess

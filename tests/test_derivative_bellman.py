@@ -9,7 +9,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_agents import HIGH, LOW, SMALL, S, agent_state, momentum, random_batches, snapshot
+from test_agents import (
+    HIGH,
+    LOW,
+    SMALL,
+    S,
+    agent_state,
+    critic_derivatives_by_autodiff,
+    momentum,
+    random_batches,
+    snapshot,
+)
 
 from smoothie_tf import hparams as hparams_lib
 from smoothie_tf import losses
@@ -321,19 +331,6 @@ def test_with_k1_k2_zero_the_step_is_the_default_one_and_with_them_it_is_not():
     pairs = zip(snapshot(default.critic.variables), snapshot(weighted.critic.variables), strict=True)
     moved = [np.max(np.abs(a - b)) for a, b in pairs]
     assert min(moved) > 0 and max(moved) > 1e-4, moved
-
-
-def critic_derivatives_by_autodiff(critic, states, actions) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """q [B], ∇a q [B, d], ∇²a q [B, d, d] of a one-member critic (states [B, S], actions [B, d]
-    given to it as [1, B, ...]) by nested tapes (not the jets), differentiable in w."""
-    with tf.GradientTape() as outer:
-        outer.watch(actions)
-        with tf.GradientTape() as inner:
-            inner.watch(actions)
-            q = critic(states[None], actions[None])[0]
-        grad = inner.gradient(q, actions)
-    hess = outer.batch_jacobian(grad, actions)
-    return q, grad, hess
 
 
 @pytest.mark.parametrize(
