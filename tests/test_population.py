@@ -15,7 +15,7 @@ import types
 
 import numpy as np
 import pytest
-from small_runs import ROOT, bandit_hparams
+from small_runs import ROOT, bandit_hparams, hopper_hparams
 from test_training import run_train, train_command, tree_snapshot
 
 from smoothie_tf import evaluation, plotting, training
@@ -670,3 +670,38 @@ def test_members_without_a_common_checkpoint_are_refused_with_nothing_written(tm
         training.PopulationTrainer(ENV, [hp, hp], [0, 1], [tmp_path / "seed0", tmp_path / "seed1"]).run()
     assert tree_snapshot(tmp_path) == before
     assert not (tmp_path / "seed1").exists()
+
+
+def test_members_whose_episodes_end_at_different_steps_reset_their_own_noise(tmp_path):
+    """DDPG on Hopper-v4, where episodes end when the hopper falls, at steps that differ between
+    seeds: each member's OU noise is reset at its own episode starts (a mask per member), so each
+    member ends as the run of its seed alone, with its own θ, σ."""
+    hps = [
+        hopper_hparams(
+            "ddpg", total_steps=300, warmup_steps=0, eval_interval=300, ou_damping=0.05, ou_stddev=0.3
+        ),
+        hopper_hparams(
+            "ddpg", total_steps=300, warmup_steps=0, eval_interval=300, ou_damping=0.2, ou_stddev=0.5
+        ),
+    ]
+    logs = []
+    population = training.PopulationTrainer(
+        "Hopper-v4", hps, [0, 1], [tmp_path / "seed0", tmp_path / "seed1"], on_log=logs.append
+    )
+    ends = []
+    reset_noise = population.agent.reset_noise
+
+    def recording_reset(members=None):
+        ends.append((population.step, None if members is None else tuple(bool(x) for x in members)))
+        reset_noise(members)
+
+    population.agent.reset_noise = recording_reset
+    population.run()
+    episodes = [m.episode for m in population.members]
+    # The members' episodes ended apart at least once: masks with one member only.
+    assert any(mask in ((True, False), (False, True)) for _, mask in ends), ends
+    assert sum(mask.count(True) for _, mask in ends) == sum(episodes)
+    for seed, hp in enumerate(hps):
+        alone = tmp_path / f"alone{seed}"
+        training.Trainer("Hopper-v4", hp, seed, alone).run()
+        assert_same_state(final_model(tmp_path / f"seed{seed}"), final_model(alone), f"seed{seed}")
