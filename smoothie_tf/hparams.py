@@ -10,7 +10,7 @@ import os
 import typing
 
 AGENTS = ("smoothie", "ddpg")
-CRITIC_ACTIVATIONS = ("tanh", "relu", "linear")  # those smoothie_tf.jets.JetDense maps
+CRITIC_ACTIVATIONS = ("tanh", "relu", "linear")  # those smoothie_tf.jets.MemberDense maps
 
 
 def _field(default, doc: str):
