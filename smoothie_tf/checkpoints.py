@@ -3,7 +3,7 @@
 A checkpoint is a directory `ckpt-<step>` holding:
   model.npz      the agent's state, one array per named variable (networks, targets,
                  optimizer slots, random streams, exploration noise): one member's slices, so a
-                 member of a population writes the same checkpoint as a single run (no pickle)
+                 member of a population writes the same checkpoint as a single run
   replay.npz     the replay buffer (no pickle)
   state.json     counters, the NumPy RNG state, the current episode's seed and actions, the env id
 
@@ -71,7 +71,7 @@ class CheckpointDirectory:
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir()
         with open(temporary / "model.npz", "wb") as file:
-            np.savez(file, **arrays)
+            np.savez(file, allow_pickle=False, **arrays)
         replay.save(temporary / "replay.npz")
         (temporary / "state.json").write_text(json.dumps(state))
         _fsync_tree(temporary)

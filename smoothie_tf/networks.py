@@ -82,7 +82,7 @@ def track_list_for_checkpoints(model: keras.Model, layers: Sequence[keras.layers
 
 class PopulationModel(keras.Model):
     """What the critic and the policy share: the member axis of their inputs and outputs, and
-    their variables by stable name."""
+    their variables by stable name. A subclass lists its layers, in order, as `dense_layers`."""
 
     def __init__(self, members: int | None, initial_seeds: Sequence[int] | None, **kwargs):
         super().__init__(**kwargs)
@@ -98,10 +98,6 @@ class PopulationModel(keras.Model):
     def _as_given(self, x: tf.Tensor) -> tf.Tensor:
         """An output [P, ...] as the caller's API has it: without the member axis when members is None."""
         return x if self.members is not None else x[0]
-
-    @property
-    def dense_layers(self) -> list[MemberDense]:
-        raise NotImplementedError
 
     def named_variables(self) -> dict[str, keras.Variable]:
         """Every variable under a stable name ("<layer>/kernel", "<layer>/bias", ...), each with the
