@@ -106,11 +106,15 @@ def population_figures(
     steps: int = 3000,
     processes: int = 3,
     threads: int | None = None,
+    side_by_side: tuple[int, ...] = (),
 ) -> dict:
     """`loop_figures` for each population size, one process after another (TensorFlow with
     `threads` threads each, default: every CPU), then `processes` single runs at once, one thread
-    each (the way separate runs share this machine), and the ratios the populations are judged by."""
-    threads = threads or len(os.sched_getaffinity(0))
+    each (the way separate runs share this machine), and the ratios the populations are judged by.
+    For each size in `side_by_side`, also one one-thread population of that size per CPU, all at
+    once (the way `bin/search --population=P --cpus_per_trial=1` fills the machine)."""
+    cpus = len(os.sched_getaffinity(0))
+    threads = threads or cpus
     figures: dict = {"env": env_id, "hparams": agent_file, "steps": steps, "threads": threads}
     by_size = {}
     for size in sizes:
@@ -124,21 +128,10 @@ def population_figures(
         by_size[size] = _read(process)
     figures["populations"] = {str(size): entry for size, entry in by_size.items()}
     if processes:
-        started = [
-            subprocess.Popen(
-                _command(env_id, agent_file, 1, steps),
-                env=_environment(1),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(processes)
-        ]
-        separate = [_read(process) for process in started]
-        figures["separate_processes"] = {
-            "processes": processes,
-            "env_steps_per_sec": round(sum(e["env_steps_per_sec"] for e in separate), 1),
-            "each": [e["env_steps_per_sec"] for e in separate],
+        figures["separate_processes"] = _at_once(env_id, agent_file, 1, steps, processes)
+    if side_by_side:
+        figures["side_by_side"] = {
+            str(size): _at_once(env_id, agent_file, size, steps, cpus) for size in side_by_side
         }
     if 1 in by_size:
         single = by_size[1]["env_steps_per_sec"]
@@ -150,7 +143,33 @@ def population_figures(
         figures[f"over_{processes}_processes"] = {
             str(size): round(entry["env_steps_per_sec"] / together, 2) for size, entry in by_size.items()
         }
+    for entry in figures.get("side_by_side", {}).values():
+        if 1 in by_size:
+            entry["over_single_run"] = round(entry["env_steps_per_sec"] / single, 2)
+        if processes:
+            entry[f"over_{processes}_processes"] = round(entry["env_steps_per_sec"] / together, 2)
     return figures
+
+
+def _at_once(env_id: str, agent_file: str, members: int, steps: int, count: int) -> dict:
+    """`count` populations of `members` (one thread each) started together: their summed rate."""
+    started = [
+        subprocess.Popen(
+            _command(env_id, agent_file, members, steps),
+            env=_environment(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    each = [_read(process) for process in started]
+    return {
+        "processes": count,
+        "members": members,
+        "env_steps_per_sec": round(sum(e["env_steps_per_sec"] for e in each), 1),
+        "each": [e["env_steps_per_sec"] for e in each],
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -1,9 +1,16 @@
 """The population speed figures: one process per population size, single runs side by side,
 and ratios that follow from the rates they report."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from smoothie_tf import population_speed
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +22,7 @@ def figures():
         steps=1000,
         processes=2,
         threads=1,
+        side_by_side=(2,),
     )
 
 
@@ -45,3 +53,29 @@ def test_the_ratios_follow_from_the_measured_rates(figures):
     assert figures["over_2_processes"]["2"] == pytest.approx(
         populations["2"]["env_steps_per_sec"] / separate["env_steps_per_sec"], abs=0.01
     )
+
+
+def test_populations_side_by_side_sum_one_population_per_cpu(figures):
+    entry = figures["side_by_side"]["2"]
+    assert entry["processes"] == len(os.sched_getaffinity(0)) == len(entry["each"])
+    assert entry["members"] == 2
+    assert entry["env_steps_per_sec"] == pytest.approx(sum(entry["each"]), abs=0.2)
+    single = figures["populations"]["1"]["env_steps_per_sec"]
+    assert entry["over_single_run"] == pytest.approx(entry["env_steps_per_sec"] / single, abs=0.01)
+    together = figures["separate_processes"]["env_steps_per_sec"]
+    assert entry["over_2_processes"] == pytest.approx(entry["env_steps_per_sec"] / together, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "argument", ["--population_sizes=1,x", "--population_side_by_side=0", "--calls=0", "surplus", "--nope"]
+)
+def test_benchmark_refuses_bad_input_with_one_line(argument):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "benchmark"), argument],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("bin/benchmark: error: ") and result.stderr.count("\n") == 1
