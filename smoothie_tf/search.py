@@ -335,7 +335,9 @@ def run_trial(config: dict, setup: dict) -> None:
 
 def run_population_trial(config: dict, setup: dict, trial_dir: pathlib.Path) -> None:
     """A population trial: its P configurations x `seeds` seeds as one PopulationTrainer, each
-    configuration's outcome and score reported as `member<k>_...` metrics."""
+    configuration's outcome and score reported as `member<k>_...` metrics. A configuration with
+    a run that diverged (now, or before the trial started again: its `diverged.json`) is
+    "diverged"."""
     import numpy as np
     from ray import tune
 
@@ -356,15 +358,26 @@ def run_population_trial(config: dict, setup: dict, trial_dir: pathlib.Path) -> 
                     | {"final_return": math.nan, "score": math.nan}
                 )
 
-    trainer = ReportingTrainer(
-        setup["env"], [hps[k] for k, _ in members], [seed for _, seed in members], logdirs
-    )
-    trainer.run()
-    metrics: dict = {"step": trainer.step, "outcome": "done", "ranked_by": setup["score"]}
+    records = [logdir / training.DIVERGED for logdir in logdirs]
+    if all(record.exists() for record in records):
+        # A trial started again (the search resumed, or its worker lost) after every run had
+        # diverged, before its final report reached Tune: nothing is left to train (the trainer
+        # refuses to start), and the outcome is the one the report would have carried.
+        trainer = None
+        step = max(json.loads(record.read_text())["step"] for record in records)
+        stopped = [True] * len(members)
+    else:
+        trainer = ReportingTrainer(
+            setup["env"], [hps[k] for k, _ in members], [seed for _, seed in members], logdirs
+        )
+        trainer.run()
+        step = trainer.step
+        stopped = [m.stopped is not None for m in trainer.members]
+    metrics: dict = {"step": step, "outcome": "done", "ranked_by": setup["score"]}
     finals_all = []
     for k, hp in enumerate(hps):
         own = [i for i, (member, _) in enumerate(members) if member == k]
-        if any(trainer.members[i].stopped is not None for i in own):
+        if any(stopped[i] for i in own):
             metrics[f"{member_key(k)}_outcome"] = "diverged"
             continue
         finals = [float(trainer.members[i].last_eval_return) for i in own]

@@ -406,3 +406,54 @@ def test_a_configuration_that_diverges_stops_alone_and_ranks_as_diverged(tmp_pat
     assert [(r["trial_id"], r["status"]) for r in rows] == [("t1_m0", "done"), ("t1_m1", "diverged")]
     assert rows[0]["score"] == last["member0_score"] and math.isnan(rows[1]["score"])
     assert rows[1]["reward_scale"] == DIVERGING
+
+
+def test_a_trial_started_again_after_all_its_runs_diverged_ranks_each_configuration_as_diverged(
+    tmp_path, monkeypatch
+):
+    """Tune starts a trial again from the beginning (the trial function called anew, same trial
+    id and directory) when a search is restored with the trial unfinished: the search was
+    interrupted, or its worker lost, after the last of the trial's runs diverged and before the
+    trial's final report reached Tune. That window is too short for a real search to be stopped
+    in reliably, so, as above, this process plays the worker: every run diverges for real
+    (reward_scale DIVERGING in both configurations), and the trial function, called again, is
+    the trial started again. It must find every run's diverged.json, train nothing and report
+    the outcome of the first call, each configuration diverged (without every run stopped, the
+    trainer itself takes the stopped runs out; with all of them, it refuses to start, and Tune
+    would record the trial as an error)."""
+    reports: list[dict] = []
+    monkeypatch.setattr(tune, "report", lambda metrics: reports.append(dict(metrics)))
+    base = bandit_hparams(total_steps=40, eval_interval=10)
+    request = search.SearchRequest(
+        ENV, base, tmp_path, trials=2, seeds=2, score="second_half_mean", population=2
+    )
+    config = {
+        "member0": configuration(1.0) | {"reward_scale": DIVERGING},
+        "member1": configuration(2.0) | {"reward_scale": DIVERGING},
+    }
+    trial_dir = tmp_path / "trials" / "t1"
+    setup = search._trial_setup(request)
+    search.run_population_trial(config, setup, trial_dir)
+    first = reports[-1]
+    assert first["step"] == FIRST_UPDATE and (first["member0_outcome"], first["member1_outcome"]) == (
+        "diverged",
+        "diverged",
+    )
+    runs = [trial_dir / f"member{k}" / f"seed{seed}" for k in range(2) for seed in range(2)]
+    assert all((run / training.DIVERGED).exists() for run in runs)
+    before = tree_snapshot(trial_dir)
+
+    reports.clear()
+    search.run_population_trial(config, setup, trial_dir)  # the trial started again
+    assert len(reports) == 1 and sorted(reports[0]) == sorted(first)
+    for key, value in first.items():
+        again = reports[0][key]
+        assert (math.isnan(again) and math.isnan(value)) if key == "eval_return" else again == value, key
+    assert tree_snapshot(trial_dir) == before  # nothing trained, nothing written
+
+    rows = search.trial_rows(
+        [population_result("t1", {"trial_id": "t1"} | reports[0], config=config)], request
+    )
+    assert [(r["trial_id"], r["status"]) for r in rows] == [("t1_m0", "diverged"), ("t1_m1", "diverged")]
+    assert all(math.isnan(r["score"]) and r["error"] == "" for r in rows)
+    assert [r["reward_scale"] for r in rows] == [DIVERGING, DIVERGING]

@@ -14,6 +14,19 @@ from smoothie_tf.replay import Batch
 ZERO_HESSIAN_ACTIVATIONS = {"relu": "almost everywhere", "linear": "everywhere"}
 
 
+def where_members(weighted: tf.Tensor, x: tf.Tensor, safe: float) -> tf.Tensor:
+    """x for the members where `weighted` [P] is True, `safe` elsewhere: [P, ...] like x.
+
+    A term that only some members weigh (weight 0 beside > 0) is computed from inputs masked by
+    this, so that a member of weight 0 computes it at `safe` values: a finite term with finite
+    derivatives, which its weight 0 turns into exact zeros, as if the term were not there.
+    Masking the weighted term instead would not do: 0·inf is NaN, and so is the gradient
+    0 (upstream) × inf (local derivative). A selection: the members that weigh the term compute
+    it from their own inputs, the same values."""
+    mask = tf.reshape(weighted, [-1] + [1] * (x.shape.rank - 1))
+    return tf.where(mask, x, tf.constant(safe, x.dtype))
+
+
 class SmoothieAgent(ActorCriticAgent):
     """Smoothie, and Smoothie-KL when `kl_penalty` λ > 0.
 
@@ -56,8 +69,19 @@ class SmoothieAgent(ActorCriticAgent):
     def computes_kl(self) -> bool:
         """Whether the policy update evaluates KL(π ‖ π_target): when some member's λ = kl_penalty
         > 0 (the target policy's forward pass is a tenth of a step's FLOPs at the paper's sizes).
-        A member with λ = 0 beside it adds 0·KL: the same update as without the term."""
+        A member with λ = 0 beside it adds 0·KL of masked inputs (`weighted_inputs`): the same
+        update as without the term, even where its own KL would overflow."""
         return any(config.kl_penalty > 0 for config in self.configs)
+
+    def weighted_inputs(self, key: str, inputs: tuple, safe: tuple) -> tuple:
+        """The inputs [P, ...] of a term weighted by hparam `key`, with `safe` values (one per
+        input) for the members whose weight is 0 (`where_members`). When every member weighs
+        the term the inputs are returned as they are, and the compiled step is the one without
+        masks."""
+        if all(getattr(config, key) > 0 for config in self.configs):
+            return inputs
+        weighted = self.member_values[key] > 0
+        return tuple(where_members(weighted, x, v) for x, v in zip(inputs, safe, strict=True))
 
     def reset_noise(self, members=None) -> None:
         """Nothing to reset: Smoothie explores with independent draws from its policy."""
@@ -92,22 +116,35 @@ class SmoothieAgent(ActorCriticAgent):
         x = Σ^{-1/2}(ã − a) (`replay_actions` ã: [P, B, d], needed then); Σ = diag(e^φ) of the
         current policy, held fixed. Gradients of the sum are clipped to global norm `grad_clip`.
         "loss/critic" stays the Huber term (comparable with k = 0 runs);
-        "loss/derivative_bellman_k1" / "_k2" are loss_1 and loss_2, unweighted, reported when some
-        member's weight is > 0 (a member with weight 0 adds 0·loss_k).
+        "loss/derivative_bellman_k1" / "_k2" are loss_1 and loss_2, unweighted, reported for every
+        member when some member's weight is > 0. A member with weight 0 beside it adds 0·loss_k of
+        masked inputs (`weighted_inputs`): its update is the one without the term even where its
+        own loss_k is not finite (a collapsed variance: the targets divide by it); the loss_k it
+        reports is its own, computed apart without gradient.
         """
         if not self.fits_action_derivatives:
             return super().critic_update(observations, actions, targets)
         if replay_actions is None:
             raise ValueError("the derivative Bellman losses need the replayed actions ã (replay_actions)")
         values = self.member_values
-        k1, k2 = values["derivative_bellman_k1"], values["derivative_bellman_k2"]
-        fits_1 = any(c.derivative_bellman_k1 > 0 for c in self.configs)
         fits_2 = any(c.derivative_bellman_k2 > 0 for c in self.configs)
         # Only k = 2 needs more than the Hessian's diagonal, which costs O(n·d) in the jets.
         diagonal = not fits_2 or self.config.derivative_bellman_diagonal
         variance = self.policy.variance()
         offsets = losses.standardised_offsets(replay_actions, actions, variance)
-        metrics = {}
+
+        def derivative_bellman_loss(k, offsets, variance, derivative_targets, derivatives):
+            """loss_k, of the critic's k-th action-derivatives (eq. 9): [P]."""
+            if k == 1:
+                target = losses.derivative_bellman_target_1(offsets, variance, derivative_targets)
+            elif diagonal:
+                target = losses.derivative_bellman_target_2_diagonal(offsets, variance, derivative_targets)
+            else:
+                target = losses.derivative_bellman_target_2(offsets, variance, derivative_targets)
+            return losses.derivative_bellman_loss(
+                derivatives, target, action_axes=2 if k == 2 and not diagonal else 1
+            )
+
         with tf.GradientTape() as tape:
             q_values, action_grad, action_hess = self.critic.value_grad_hess(
                 observations, actions, diagonal=diagonal
@@ -117,22 +154,19 @@ class SmoothieAgent(ActorCriticAgent):
             # y, or y − sg(Q̃w(s, a)) for the members with the control variate.
             baseline = values["derivative_bellman_baseline"][:, None]
             derivative_targets = targets - baseline * tf.stop_gradient(q_values)
-            if fits_1:
-                target_1 = losses.derivative_bellman_target_1(offsets, variance, derivative_targets)
-                loss_1 = losses.derivative_bellman_loss(action_grad, target_1, action_axes=1)
-                metrics["loss/derivative_bellman_k1"] = loss_1
-                total += k1 * loss_1
-            if fits_2:
-                target_2 = (
-                    losses.derivative_bellman_target_2_diagonal
-                    if diagonal
-                    else losses.derivative_bellman_target_2
-                )(offsets, variance, derivative_targets)
-                loss_2 = losses.derivative_bellman_loss(
-                    action_hess, target_2, action_axes=1 if diagonal else 2
-                )
-                metrics["loss/derivative_bellman_k2"] = loss_2
-                total += k2 * loss_2
+            metrics = {}
+            for k, derivatives in ((1, action_grad), (2, action_hess)):
+                key = f"derivative_bellman_k{k}"
+                if not any(getattr(config, key) > 0 for config in self.configs):
+                    continue
+                # The members of weight 0 compute loss_k at x = 0, Σ = I, y = 0, derivatives 0.
+                inputs = (offsets, variance, derivative_targets, derivatives)
+                masked = self.weighted_inputs(key, inputs, (0.0, 1.0, 0.0, 0.0))
+                loss_k = derivative_bellman_loss(k, *masked)
+                total += values[key] * loss_k
+                with tape.stop_recording():  # every member's own loss_k
+                    own = loss_k if masked is inputs else derivative_bellman_loss(k, *inputs)
+                metrics[f"loss/{key}"] = own
         norms = self.apply_critic_gradients(total, tape)
         return {
             "loss/critic": loss,
@@ -159,7 +193,8 @@ class SmoothieAgent(ActorCriticAgent):
 
         Choices SPEC.md leaves open: g and H come from the critic as just updated in this step;
         only diag H is carried through the jets (Σ is diagonal); the actor's gradients are not
-        clipped (Table 1 clips Q's only); "policy/kl" is reported only when some λ > 0. "loss/policy"
+        clipped (Table 1 clips Q's only); "policy/kl" is reported only when some λ > 0, each
+        member's own (a member with λ = 0 adds 0·KL of masked inputs, `weighted_inputs`). "loss/policy"
         is the surrogate's value (+ λ·KL), whose gradient, not value, is meaningful;
         "policy/q_at_mean" is Q̃w(s, μθ(s)). θ and φ have Adams of their own (φ's at
         `log_variance_lr`, or at the actor's rate when it is 0: then the same update as one Adam).
@@ -176,8 +211,14 @@ class SmoothieAgent(ActorCriticAgent):
             if self.computes_kl:
                 with tape.stop_recording():
                     target_means = self.target_policy(observations)
-                kl = losses.kl_to_target_policy(means, log_variance, target_means, target_log_variance)
+                # The members with λ = 0 compute the KL of N(0, I) to itself.
+                inputs = (means, log_variance, target_means, target_log_variance)
+                masked = self.weighted_inputs("kl_penalty", inputs, (0.0, 0.0, 0.0, 0.0))
+                kl = losses.kl_to_target_policy(*masked)
                 loss += self.member_values["kl_penalty"] * kl
+                if masked is not inputs:
+                    with tape.stop_recording():  # every member's own KL, before φ's update
+                        kl = losses.kl_to_target_policy(*inputs)
         gradients = tape.gradient(loss, [*mean_variables, log_variance])
         self.actor_optimizer.apply(gradients[:-1], mean_variables)
         self.log_variance_optimizer.apply(gradients[-1:], [log_variance])
