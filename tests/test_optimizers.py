@@ -1,13 +1,23 @@
 """Per-member optimisation against independent truths: MemberAdam against keras.optimizers.Adam run
 on each member's slice alone, clipping against tf.clip_by_global_norm per member, Polyak by hand,
-and a member's optimiser state that continues bit for bit once restored from its slices."""
+a member's optimiser state that continues bit for bit once restored from its slices, and the
+per-member sums and finite checks against NumPy."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from smoothie_tf.optimizers import MemberAdam, clip_by_member_norm, member_global_norm, polyak_update
+from smoothie_tf.optimizers import (
+    MATMUL_SUM_MIN_SIZE,
+    MemberAdam,
+    _sum_chunk,
+    clip_by_member_norm,
+    member_all_finite,
+    member_global_norm,
+    member_sums,
+    polyak_update,
+)
 
 SHAPES = [(4, 3), (3,), (2, 2, 2)]  # per member: a kernel, a bias, a rank-3 tensor
 RATES = [1e-3, 3e-2, 0.2]
@@ -219,3 +229,54 @@ def test_polyak_update_by_hand():
     middle = targets[0].numpy().copy()
     polyak_update(targets[:1], sources[:1], 0.5)  # one τ for every member
     np.testing.assert_allclose(targets[0].numpy(), 0.5 * middle + 0.5 * sources[0].numpy(), rtol=1e-6)
+
+
+# Slices summed as a matmul (403·300 and 64·64: chunks of 195 and 256 entries) and by a plain
+# reduction (small, or a prime number of entries).
+SUM_SHAPES = [(3, 403, 300), (2, 64, 64), (3, 4, 5), (2, 4099)]
+
+
+@pytest.mark.parametrize("shape", SUM_SHAPES)
+def test_member_sums_and_the_global_norm_match_numpy_in_float64(shape):
+    size = int(np.prod(shape[1:]))
+    matmul = _sum_chunk(size) is not None
+    assert matmul == (size >= MATMUL_SUM_MIN_SIZE and shape != (2, 4099))
+    rng = np.random.default_rng(size)
+    x = (rng.normal(size=shape) + 0.5).astype(np.float32)  # a mean of 0.5: no cancellation
+    expected = x.reshape(shape[0], -1).astype(np.float64).sum(axis=1)
+    compiled = tf.function(member_sums, jit_compile=True)
+    for sums in (member_sums(tf.constant(x)), compiled(tf.constant(x))):
+        assert sums.shape == (shape[0],)
+        np.testing.assert_allclose(sums.numpy(), expected, rtol=2e-6)
+    norms = member_global_norm([tf.constant(x), tf.constant(x[:, :1])])
+    squares = (x.astype(np.float64) ** 2).reshape(shape[0], -1).sum(axis=1)
+    squares += (x[:, :1].astype(np.float64) ** 2).reshape(shape[0], -1).sum(axis=1)
+    np.testing.assert_allclose(norms.numpy(), np.sqrt(squares), rtol=2e-6)
+
+
+@pytest.mark.parametrize("shape", SUM_SHAPES)
+def test_member_all_finite_finds_one_inf_or_nan_anywhere_and_sums_carry_them(shape):
+    """A single inf or NaN at the first, a middle or the last entry of one member's slice spoils
+    that member's check alone, eagerly and compiled; its sum is then inf or NaN (the clipping's
+    NaN for a non-finite norm rests on this)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape).astype(np.float32)
+    checks = (member_all_finite, tf.function(member_all_finite, jit_compile=True))
+    sums = (member_sums, tf.function(member_sums, jit_compile=True))
+    for check in checks:
+        assert check(tf.constant(x)).numpy().tolist() == [True] * shape[0]
+    size = int(np.prod(shape[1:]))
+    for value in (np.inf, -np.inf, np.nan):
+        for position in (0, size // 2 + 1, size - 1):
+            broken = x.copy()
+            broken[1].reshape(-1)[position] = value
+            expected = [k != 1 for k in range(shape[0])]
+            for check in checks:
+                assert check(tf.constant(broken)).numpy().tolist() == expected, (value, position)
+            for member_sum in sums:
+                total = member_sum(tf.constant(broken)).numpy()
+                assert np.all(np.isfinite(np.delete(total, 1)))
+                if np.isnan(value):
+                    assert np.isnan(total[1])
+                else:
+                    assert total[1] == value

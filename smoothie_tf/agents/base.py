@@ -24,7 +24,7 @@ import tensorflow as tf
 from smoothie_tf import losses
 from smoothie_tf.agents.config import AgentConfig, member_configs
 from smoothie_tf.networks import GaussianPolicy, SmoothedCritic
-from smoothie_tf.optimizers import MemberAdam, clip_by_member_norm, polyak_update
+from smoothie_tf.optimizers import MemberAdam, clip_by_member_norm, member_all_finite, polyak_update
 from smoothie_tf.replay import Batch
 from smoothie_tf.streams import MemberStreams
 
@@ -330,14 +330,11 @@ class ActorCriticAgent(abc.ABC):
 
         The targets are left out: x̄ ← (1 − τ)x̄ + τx is a convex combination, so they stay finite
         as long as this check has held after every update, and checking them would cost about as
-        much again (this check: 3–11% of a train step's CPU time at Hopper's sizes, 2-core CPU).
+        much again (this check, its large tensors counted by a matmul (`member_all_finite`): 0.17 ms
+        of a 17.6 ms population step at Hopper's sizes, P = 8, one thread, measured by CPU time).
         """
         variables = [v for network in (self.policy, self.critic) for v in network.variables]
-        checks = [
-            tf.reduce_all(tf.reshape(tf.math.is_finite(v), [self.members, -1]), axis=1)
-            for v in variables
-            if tf.as_dtype(v.dtype).is_floating
-        ]
+        checks = [member_all_finite(v) for v in variables if tf.as_dtype(v.dtype).is_floating]
         return tf.reduce_all(tf.stack(checks), axis=0)
 
     def _checked_train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
