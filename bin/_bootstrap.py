@@ -85,3 +85,23 @@ def import_tensorflow_quietly() -> None:
     from smoothie_tf.startup import import_tensorflow_quietly as quiet_import
 
     quiet_import()
+
+
+HELP_ARGUMENTS = ("-h", "--help", "-help", "--helpfull", "--helpshort")
+
+
+def parse_flags(argv: list[str], fail) -> list[str]:
+    """The tool's absl flags parsed from argv; returns the other arguments (argv[0] first).
+
+    --help (or -h) prints the tool's docstring and its flags, exit 0; a bad flag goes to
+    `fail(message, 2)` (one line, exit 2)."""
+    from absl import flags
+
+    if any(argument in HELP_ARGUMENTS for argument in argv[1:]):
+        main = sys.modules["__main__"]
+        print((main.__doc__ or "").strip() + "\n\nflags:\n" + flags.FLAGS.main_module_help())
+        sys.exit(0)
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        fail(str(error), 2)

@@ -5,7 +5,7 @@
 #   DDPG was searched with single-run trials (one per core); the other arms as populations of 8
 #   trials per process (bin/search --population=8), which draws its configurations in groups.
 #   Two one-thread populations side by side make more environment steps per second than one
-#   population on both cores (measured: 623 against 495 in total at P = 8, README's Speed), so
+#   population on both cores (two of 8 members: 704 in all, one of 8: 545; README's Speed), so
 #   each population trial reserves one CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."

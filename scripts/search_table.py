@@ -64,11 +64,16 @@ def main(argv: list[str]) -> None:
     best = args.search_dir / "best_hparams.json"
     if args.best and not best.is_file():
         fail(f"{best} does not exist: no trial of this search has finished")
-    search = json.loads(request.read_text())
-    with trials.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    text = table(search, rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        search = json.loads(request.read_text())
+        with trials.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        text = table(search, rows)
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        fail(f"{args.search_dir} does not hold a bin/search table this script reads: {error!r}")
+    for path in (args.out, args.best):
+        if path is not None and not path.parent.is_dir():
+            fail(f"{path.parent} is not a directory")
     args.out.write_text(text)
     if args.best:
         shutil.copyfile(best, args.best)

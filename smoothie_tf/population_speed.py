@@ -3,8 +3,9 @@ trained in one process, against single runs in separate processes.
 
 Each figure comes from its own process, so that the populations measured before it do not
 share its memory or its thread pools: `python -m smoothie_tf.population_speed --members=P`
-prints one JSON object, and `population_figures` starts those processes one after another and
-then `processes` single runs side by side.
+prints one JSON object, and `population_figures` starts those processes one after another, then
+`processes` single runs side by side, then (`side_by_side`) one one-thread population per CPU,
+all at once.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _at_once(env_id: str, agent_file: str, members: int, steps: int, count: int)
     each = [_read(process) for process in started]
     return {
         "processes": count,
-        "members": members,
+        "members": [e["members"] for e in each],  # as each process ran it
         "env_steps_per_sec": round(sum(e["env_steps_per_sec"] for e in each), 1),
         "each": [e["env_steps_per_sec"] for e in each],
     }

@@ -1,0 +1,59 @@
+"""Every command answers --help (and -h) with its docstring and its flags, exit 0, writing nothing."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TOOLS = ["bandit", "benchmark", "eval", "lqr", "plot", "report", "search", "train"]
+
+
+def run(tool: str, *arguments: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bin" / tool), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help_prints_the_docstring_and_the_flags(tool, tmp_path):
+    docstring = ast.get_docstring(ast.parse((ROOT / "bin" / tool).read_text()))
+    result = run(tool, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith(docstring.strip())
+    flags_part = result.stdout[len(docstring.strip()) :]
+    assert flags_part.startswith("\n\nflags:\n")
+    # Each flag the tool defines is listed with its help text.
+    defined = {
+        node.args[0].value
+        for node in ast.walk(ast.parse((ROOT / "bin" / tool).read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", "").startswith("DEFINE")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert defined
+    for name in defined:  # a boolean flag reads --[no]name
+        assert f"--{name}:" in flags_part or f"--[no]{name}:" in flags_part, name
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("tool", ["train", "report"])
+def test_short_help_is_the_same(tool, tmp_path):
+    assert run(tool, "-h", cwd=tmp_path).stdout == run(tool, "--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_an_unknown_flag_is_one_line_and_exit_2(tool, tmp_path):
+    result = run(tool, "--no_such_flag=1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"bin/{tool}: error: Unknown command line flag 'no_such_flag'\n"
+    assert list(tmp_path.iterdir()) == []
