@@ -280,3 +280,24 @@ def test_member_all_finite_finds_one_inf_or_nan_anywhere_and_sums_carry_them(sha
                     assert np.isnan(total[1])
                 else:
                     assert total[1] == value
+
+
+def test_member_all_finite_beyond_float32s_exact_integers():
+    """A member's slice of 2**24 + 256 entries: a float32 count of its finite entries would round
+    2**24 + 255 (one inf or NaN) to 2**24 + 256 (float32's integers are 2 apart there) and call the
+    member finite; one inf or NaN spoils its member alone, eagerly and compiled."""
+    size = 2**24 + 256
+    assert _sum_chunk(size) is not None  # a slice that a count would sum as a matmul
+    assert np.float32(size - 1) == np.float32(size)  # the entry such a count would lose
+    checks = (member_all_finite, tf.function(member_all_finite, jit_compile=True))
+    x = np.zeros((1, size), np.float32)
+    for check in checks:
+        assert check(tf.constant(x)).numpy().tolist() == [True]
+    for value in (np.nan, np.inf):
+        x[0, size // 2] = value
+        for check in checks:
+            assert check(tf.constant(x)).numpy().tolist() == [False], value
+    two = np.zeros((2, size), np.float32)
+    two[1, -1] = np.nan
+    for check in checks:
+        assert check(tf.constant(two)).numpy().tolist() == [True, False]
