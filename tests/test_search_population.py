@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import types
 
@@ -345,16 +346,72 @@ DIVERGING = 1e39
 FIRST_UPDATE = 16
 
 
-def test_a_configuration_that_diverges_stops_alone_and_ranks_as_diverged(tmp_path, monkeypatch):
+@dataclasses.dataclass
+class TrialCall:
+    """A population trial (2 configurations x 2 seeds, 40 steps) run once by its trial function."""
+
+    request: search.SearchRequest
+    config: dict
+    trial_dir: pathlib.Path
+    reports: list[dict]  # what it reported to Tune, in order
+
+
+def call_trial(config: dict, request: search.SearchRequest, trial_dir: pathlib.Path) -> list[dict]:
+    """The trial function run as a Tune worker runs it, Tune's report replaced by a list: its reports."""
     reports: list[dict] = []
-    monkeypatch.setattr(tune, "report", lambda metrics: reports.append(dict(metrics)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tune, "report", lambda metrics: reports.append(dict(metrics)))
+        search.run_population_trial(config, search._trial_setup(request), trial_dir)
+    return reports
+
+
+def first_call(directory: pathlib.Path, config: dict) -> TrialCall:
     base = bandit_hparams(total_steps=40, eval_interval=10)
     request = search.SearchRequest(
-        ENV, base, tmp_path, trials=2, seeds=2, score="second_half_mean", population=2
+        ENV, base, directory, trials=2, seeds=2, score="second_half_mean", population=2
     )
+    trial_dir = directory / "trials" / "t1"
+    return TrialCall(request, config, trial_dir, call_trial(config, request, trial_dir))
+
+
+def copied(trial: TrialCall, directory: pathlib.Path) -> TrialCall:
+    """The trial with its directory copied under `directory` (mtimes kept), its reports none yet."""
+    request = dataclasses.replace(trial.request, logdir=directory)
+    trial_dir = directory / "trials" / "t1"
+    shutil.copytree(trial.trial_dir, trial_dir)
+    return TrialCall(request, trial.config, trial_dir, [])
+
+
+def assert_same_report(again: dict, first: dict) -> None:
+    assert sorted(again) == sorted(first)
+    for key, value in first.items():
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(again[key]), key
+        else:
+            assert again[key] == value, key
+
+
+@pytest.fixture(scope="module")
+def one_diverged(tmp_path_factory) -> TrialCall:
+    """Configuration 1 diverges (in both seeds), configuration 0 finishes."""
     config = {"member0": configuration(1.0), "member1": configuration(1.0) | {"reward_scale": DIVERGING}}
-    trial_dir = tmp_path / "trials" / "t1"
-    search.run_population_trial(config, search._trial_setup(request), trial_dir)
+    return first_call(tmp_path_factory.mktemp("one_diverged"), config)
+
+
+@pytest.fixture(scope="module")
+def all_diverged(tmp_path_factory) -> TrialCall:
+    """Both configurations diverge, every run at its first update."""
+    config = {
+        "member0": configuration(1.0) | {"reward_scale": DIVERGING},
+        "member1": configuration(2.0) | {"reward_scale": DIVERGING},
+    }
+    return first_call(tmp_path_factory.mktemp("all_diverged"), config)
+
+
+def test_a_configuration_that_diverges_stops_alone_and_ranks_as_diverged(one_diverged):
+    reports, config, trial_dir = one_diverged.reports, one_diverged.config, one_diverged.trial_dir
+    request = one_diverged.request
+    base = request.base
 
     diverged_evaluations = []
     for seed in range(2):
@@ -409,7 +466,7 @@ def test_a_configuration_that_diverges_stops_alone_and_ranks_as_diverged(tmp_pat
 
 
 def test_a_trial_started_again_after_all_its_runs_diverged_ranks_each_configuration_as_diverged(
-    tmp_path, monkeypatch
+    all_diverged,
 ):
     """Tune starts a trial again from the beginning (the trial function called anew, same trial
     id and directory) when a search is restored with the trial unfinished: the search was
@@ -421,20 +478,8 @@ def test_a_trial_started_again_after_all_its_runs_diverged_ranks_each_configurat
     the outcome of the first call, each configuration diverged (without every run stopped, the
     trainer itself takes the stopped runs out; with all of them, it refuses to start, and Tune
     would record the trial as an error)."""
-    reports: list[dict] = []
-    monkeypatch.setattr(tune, "report", lambda metrics: reports.append(dict(metrics)))
-    base = bandit_hparams(total_steps=40, eval_interval=10)
-    request = search.SearchRequest(
-        ENV, base, tmp_path, trials=2, seeds=2, score="second_half_mean", population=2
-    )
-    config = {
-        "member0": configuration(1.0) | {"reward_scale": DIVERGING},
-        "member1": configuration(2.0) | {"reward_scale": DIVERGING},
-    }
-    trial_dir = tmp_path / "trials" / "t1"
-    setup = search._trial_setup(request)
-    search.run_population_trial(config, setup, trial_dir)
-    first = reports[-1]
+    config, request, trial_dir = all_diverged.config, all_diverged.request, all_diverged.trial_dir
+    first = all_diverged.reports[-1]
     assert first["step"] == FIRST_UPDATE and (first["member0_outcome"], first["member1_outcome"]) == (
         "diverged",
         "diverged",
@@ -443,12 +488,10 @@ def test_a_trial_started_again_after_all_its_runs_diverged_ranks_each_configurat
     assert all((run / training.DIVERGED).exists() for run in runs)
     before = tree_snapshot(trial_dir)
 
-    reports.clear()
-    search.run_population_trial(config, setup, trial_dir)  # the trial started again
-    assert len(reports) == 1 and sorted(reports[0]) == sorted(first)
-    for key, value in first.items():
-        again = reports[0][key]
-        assert (math.isnan(again) and math.isnan(value)) if key == "eval_return" else again == value, key
+    reports = call_trial(config, request, trial_dir)  # the trial started again
+    assert len(reports) == 1
+    assert_same_report(reports[0], first)
+    assert math.isnan(reports[0]["eval_return"])
     assert tree_snapshot(trial_dir) == before  # nothing trained, nothing written
 
     rows = search.trial_rows(
@@ -457,3 +500,55 @@ def test_a_trial_started_again_after_all_its_runs_diverged_ranks_each_configurat
     assert [(r["trial_id"], r["status"]) for r in rows] == [("t1_m0", "diverged"), ("t1_m1", "diverged")]
     assert all(math.isnan(r["score"]) and r["error"] == "" for r in rows)
     assert [r["reward_scale"] for r in rows] == [DIVERGING, DIVERGING]
+
+
+def test_a_trial_started_again_after_one_configuration_diverged_reports_the_finished_one_as_before(
+    one_diverged, tmp_path
+):
+    """As above, the trial started again, now after configuration 1's runs diverged and
+    configuration 0's finished: the trainer resumes configuration 0's runs at their last
+    checkpoint, step 40, with nothing left to train, and leaves configuration 1's out; the report
+    is the first call's, configuration 0 done with the same score and returns, configuration 1
+    diverged."""
+    first = one_diverged.reports[-1]
+    assert (first["member0_outcome"], first["member1_outcome"]) == ("done", "diverged")
+    again = copied(one_diverged, tmp_path)
+    runs = [again.trial_dir / f"member{k}" / f"seed{seed}" for k in range(2) for seed in range(2)]
+    assert [(run / training.DIVERGED).exists() for run in runs] == [False, False, True, True]
+    before = tree_snapshot(again.trial_dir)
+    reports = call_trial(again.config, again.request, again.trial_dir)
+    assert len(reports) == 1
+    assert_same_report(reports[0], first)
+    # Nothing trained: the checkpoints and records as they were (the finished runs' policies are
+    # exported again, and their event files get a new, empty one).
+    kept = [name for name in before if "/checkpoints/" in name or name.endswith(training.DIVERGED)]
+    assert len(kept) > 4 and {name: tree_snapshot(again.trial_dir).get(name) for name in kept} == {
+        name: before[name] for name in kept
+    }
+    assert reports[0]["step"] == 40 and math.isfinite(reports[0]["member0_score"])
+
+
+def test_a_trial_started_again_after_its_runs_diverged_at_different_steps_reports_the_last(
+    all_diverged, tmp_path
+):
+    """The runs of a population diverge at steps of their own in general (here all at their first
+    update): the trial started again after every run diverged reports the step of the last of
+    them, as the trainer's step was when the last one stopped. Its records rewritten to steps 16,
+    29, 23 and 16 (member0/seed0, member0/seed1, member1/seed0, member1/seed1), the report's step is
+    29, the outcomes still diverged."""
+    first = all_diverged.reports[-1]
+    again = copied(all_diverged, tmp_path)
+    steps = {
+        ("member0", 0): FIRST_UPDATE,
+        ("member0", 1): 29,
+        ("member1", 0): 23,
+        ("member1", 1): FIRST_UPDATE,
+    }
+    for (member, seed), step in steps.items():
+        path = again.trial_dir / member / f"seed{seed}" / training.DIVERGED
+        record = json.loads(path.read_text())
+        assert sorted(record) == ["reason", "step"] and record["step"] == FIRST_UPDATE
+        path.write_text(json.dumps(record | {"step": step}))
+    reports = call_trial(again.config, again.request, again.trial_dir)
+    assert len(reports) == 1 and reports[0]["step"] == 29
+    assert_same_report(reports[0] | {"step": FIRST_UPDATE}, first)
