@@ -325,7 +325,9 @@ def compare(
 def markdown(report: Report) -> str:
     """The report as a markdown table, with how it was computed and what is missing below it."""
     percent = f"{CONFIDENCE:.0%}"
-    header = ["arm", "seeds", *(f"IQM at {step} [{percent} CI]" for step in report.steps)]
+    units = {plotting.run_unit(result.arm.runs) for result in report.results}
+    header = ["arm", "seeds" if units == {"seeds"} else "runs"]
+    header += [f"IQM at {step} [{percent} CI]" for step in report.steps]
     if report.baseline is not None:
         header += [f"P(arm > {report.baseline}) at {step} [{percent} CI]" for step in report.steps]
     lines = [

@@ -143,9 +143,17 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
 AGGREGATES = ("mean", "iqm")
 
 
+def run_unit(runs: Sequence[Run]) -> str:
+    """What a group's runs are counted as: "seeds" when their seeds differ, else "runs" (e.g. a
+    search's configurations, all trained with seed 0)."""
+    seeds = [run.seed for run in runs]
+    return "seeds" if len(set(seeds)) == len(seeds) else "runs"
+
+
 def curve_label(group: Group, steps: np.ndarray) -> str:
     """The legend of a group's curve over `steps`, saying where a lagging seed cuts it short."""
-    label = f"{group.label} ({len(group.runs)} seeds)"
+    count, unit = len(group.runs), run_unit(group.runs)
+    label = f"{group.label} ({count} {unit if count > 1 else unit[:-1]})"
     if len(steps) and steps[-1] < max(run.steps[-1] for run in group.runs if len(run.steps)):
         label += f", cut at {steps[-1]}: a seed ends there"
     return label

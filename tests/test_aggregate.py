@@ -284,3 +284,22 @@ def test_bad_input_gets_one_line_and_exit_2(arms_root, tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bin/report: error:") and message in lines[0], lines
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_runs_that_share_a_seed_are_counted_as_runs_not_seeds(tmp_path):
+    # A search's configurations: every run trained with seed 0, differing hparams.
+    for k in range(3):
+        write_run(tmp_path / "search" / f"t{k}" / "seed0", [100, 200], [k, 2 * k], seed=0, actor_lr=10.0**-k)
+    for seed in (1, 2):
+        write_run(tmp_path / "seeds" / f"seed{seed}", [100, 200], [seed, seed], seed=seed)
+    search = aggregate.load_arms({"search": [tmp_path / "search"]})
+    seeds = aggregate.load_arms({"seeds": [tmp_path / "seeds"]})
+    assert plotting.run_unit(search[0].runs) == "runs"
+    assert plotting.run_unit(seeds[0].runs) == "seeds"
+    one = table_rows(aggregate.markdown(aggregate.compare(seeds, [200], reps=100)))
+    both = table_rows(aggregate.markdown(aggregate.compare(search + seeds, [200], reps=100)))
+    assert one["arm"][:2] == ["arm", "seeds"] and both["arm"][:2] == ["arm", "runs"]
+    (group,) = plotting.group_runs(seeds[0].runs)
+    assert plotting.curve_label(group, np.array([100, 200])) == f"{group.label} (2 seeds)"
+    labels = [plotting.curve_label(g, np.array([100, 200])) for g in plotting.group_runs(search[0].runs)]
+    assert len(labels) == 3 and all(label.endswith("(1 seed)") for label in labels)  # one per configuration
