@@ -187,7 +187,9 @@ def plot(
             axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         axis.set_title(title or env)
         axis.set_xlabel("environment steps")
-        spread = "mean across seeds, min-max band" if aggregate == "mean" else "IQM across seeds, 95% CI band"
+        units = {run_unit(g.runs) for g in groups if g.env == env}
+        across = "across seeds" if units == {"seeds"} else "across runs"
+        spread = f"mean {across}, min-max band" if aggregate == "mean" else f"IQM {across}, 95% CI band"
         axis.set_ylabel(f"evaluation return (mean action)\n{spread}")
         axis.grid(alpha=0.3)
         axis.legend(loc="upper left", fontsize="small")
