@@ -157,6 +157,22 @@ def train_step_flops(
     return total
 
 
+def member_sum_flops(agent) -> int:
+    """FLOPs of the matmuls that take a train step's per-member sums (`optimizers.member_sums`):
+    each policy and critic variable is summed twice per step, its gradient's squares for a norm
+    (the critic's clip, the actor's norm metric) and its finite entries for the weights check,
+    each as a [P·size/c, c] × [c, 1] matmul (2·P·size FLOPs) when `sum_chunk` gives it a row
+    length c (the count falls back to a reduction from 2**24 entries on)."""
+    from smoothie_tf.optimizers import sum_chunk
+
+    total = 0
+    for variable in (*agent.policy.variables, *agent.critic.variables):
+        size = variable.shape[1:].num_elements()
+        if sum_chunk(size) is not None:
+            total += 2 * agent.members * size * (2 if size < 2**24 else 1)
+    return total
+
+
 def compiled_dot_flops(hlo: str) -> int:
     """Σ 2·|output|·|contracted dims| over the dot instructions of an optimised HLO module
     (the matmuls XLA actually runs, after dead code is removed); the output of a batched dot
@@ -222,7 +238,8 @@ def train_step_figures(
 ) -> dict:
     """Updates per second of the Smoothie and DDPG train steps (paper networks, one run: the
     compiled `population_train_step` of a population of one on a [1, B, ...] batch), their ratio,
-    their FLOP count (`train_step_flops`, checked against the matmuls XLA compiled) and the
+    their FLOP count (`train_step_flops` + `member_sum_flops`, checked against the matmuls XLA
+    compiled) and the
     FLOP rate achieved as a fraction of `matmul_flops_per_sec` (a large matmul's rate)."""
     from smoothie_tf.agents import DDPGAgent, SmoothieAgent
 
@@ -249,12 +266,13 @@ def train_step_figures(
                 batch,
                 kl=agent.computes_kl if label == "smoothie" else False,
             )
+            flops += member_sum_flops(agent)
             compiled = compiled_dot_flops(
                 agent.population_train_step.experimental_get_compiler_ir(data)(stage="optimized_hlo")
             )
             entry[f"{label}_updates_per_sec"] = round(1.0 / seconds[label], 1)
             entry[f"{label}_step_ms"] = round(1e3 * seconds[label], 3)
-            entry[f"{label}_step_mflop"] = round(flops / 1e6, 2)
+            entry[f"{label}_step_mflop"] = round(flops / 1e6, 2)  # the networks' and the sums' matmuls
             entry[f"{label}_compiled_mflop"] = round(compiled / 1e6, 2)
             entry[f"{label}_gflop_per_sec"] = round(flops / seconds[label] / 1e9, 2)
             if matmul_flops_per_sec:

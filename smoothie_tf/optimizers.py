@@ -29,7 +29,7 @@ def member_column(values: tf.Tensor, rank: int) -> tf.Tensor:
 MATMUL_SUM_MIN_SIZE = 2048
 
 
-def _sum_chunk(size: int) -> int | None:
+def sum_chunk(size: int) -> int | None:
     """The row length of the matmul that `member_sums` sums `size` entries with: the largest
     divisor of `size` in [32, 256], or None (a plain reduction) for small or awkward sizes."""
     if size < MATMUL_SUM_MIN_SIZE:
@@ -44,7 +44,7 @@ def member_sums(x: tf.Tensor) -> tf.Tensor:
     CPU reduction of a [P, 400, 300] tensor takes several times as long as this matmul (and the
     result differs only by float rounding)."""
     size = x.shape[1:].num_elements()
-    chunk = None if size is None else _sum_chunk(size)
+    chunk = None if size is None else sum_chunk(size)
     if chunk is None:
         return tf.reduce_sum(x, axis=list(range(1, len(x.shape))))
     rows = tf.matmul(tf.reshape(x, [-1, chunk]), tf.ones([chunk, 1], x.dtype))  # [P·size/c, 1]
@@ -57,7 +57,7 @@ def member_all_finite(x: tf.Tensor) -> tf.Tensor:
     A large slice counts its finite entries with `member_sums` (exact: integer sums below 2**24)."""
     size = x.shape[1:].num_elements()
     finite = tf.math.is_finite(x)
-    if size is None or size >= 2**24 or _sum_chunk(size) is None:
+    if size is None or size >= 2**24 or sum_chunk(size) is None:
         return tf.reduce_all(tf.reshape(finite, [tf.shape(x)[0], -1]), axis=1)
     return tf.equal(member_sums(tf.cast(finite, tf.float32)), float(size))
 

@@ -57,7 +57,7 @@ def test_train_step_flops_formula_matches_what_xla_compiles(cls, kl_penalty, dim
         tuple(SIZES["critic_hidden"]),
         kl=kl_penalty > 0,
     )
-    assert formula == pytest.approx(compiled, rel=1e-3)
+    assert formula + benchmarks.member_sum_flops(agent) == pytest.approx(compiled, rel=1e-3)
 
 
 def test_paper_networks_on_hopper_cost_about_290_mflop_per_step():
@@ -93,3 +93,23 @@ def test_train_step_profile_names_every_part_and_extrapolates_the_fixed_cost():
         profile["parameters"]
         == 2 * (11 * 400 + 400) + 400 * 300 + 300 + 300 * 3 + 3 + 3 + 403 * 300 + 300 + 301
     )
+
+
+@pytest.mark.parametrize("cls", [SmoothieAgent, DDPGAgent], ids=["smoothie", "ddpg"])
+def test_a_population_compiles_its_networks_matmuls_per_member_and_the_sums_matmuls(cls):
+    """The actor's 64 × 64 kernel and the critic's (64 + 3) × 48 one (state embedding and action
+    in) are summed as matmuls (`member_sums`): with two members, XLA runs twice one run's network
+    FLOPs plus `member_sum_flops`, to 0.01%."""
+    sizes = {"actor_hidden": [64, 64], "critic_state_embedding": 64, "critic_hidden": [48], "batch_size": 8}
+    agent = cls(11, -np.ones(3), np.ones(3), seeds=[0, 1], hparams=[sizes, sizes])
+    data = benchmarks.random_batch(sizes["batch_size"], 11, 3, members=2)
+    compiled = benchmarks.compiled_dot_flops(
+        agent.population_train_step.experimental_get_compiler_ir(data)(stage="optimized_hlo")
+    )
+    name = "smoothie" if cls is SmoothieAgent else "ddpg"
+    networks = benchmarks.train_step_flops(name, 11, 3, 8, (64, 64), 64, (48,))
+    sums = benchmarks.member_sum_flops(agent)
+    # 4096 and 3216 entries per member take the matmul (the others are under 2048), each summed
+    # twice (a norm, the finite check), 2 FLOPs per entry, 2 members.
+    assert sums == 2 * 2 * 2 * (64 * 64 + 67 * 48)
+    assert 2 * networks + sums == pytest.approx(compiled, rel=1e-4)

@@ -11,12 +11,12 @@ import tensorflow as tf
 from smoothie_tf.optimizers import (
     MATMUL_SUM_MIN_SIZE,
     MemberAdam,
-    _sum_chunk,
     clip_by_member_norm,
     member_all_finite,
     member_global_norm,
     member_sums,
     polyak_update,
+    sum_chunk,
 )
 
 SHAPES = [(4, 3), (3,), (2, 2, 2)]  # per member: a kernel, a bias, a rank-3 tensor
@@ -239,7 +239,7 @@ SUM_SHAPES = [(3, 403, 300), (2, 64, 64), (3, 4, 5), (2, 4099)]
 @pytest.mark.parametrize("shape", SUM_SHAPES)
 def test_member_sums_and_the_global_norm_match_numpy_in_float64(shape):
     size = int(np.prod(shape[1:]))
-    matmul = _sum_chunk(size) is not None
+    matmul = sum_chunk(size) is not None
     assert matmul == (size >= MATMUL_SUM_MIN_SIZE and shape != (2, 4099))
     rng = np.random.default_rng(size)
     x = (rng.normal(size=shape) + 0.5).astype(np.float32)  # a mean of 0.5: no cancellation
@@ -287,7 +287,7 @@ def test_member_all_finite_beyond_float32s_exact_integers():
     2**24 + 255 (one inf or NaN) to 2**24 + 256 (float32's integers are 2 apart there) and call the
     member finite; one inf or NaN spoils its member alone, eagerly and compiled."""
     size = 2**24 + 256
-    assert _sum_chunk(size) is not None  # a slice that a count would sum as a matmul
+    assert sum_chunk(size) is not None  # a slice that a count would sum as a matmul
     assert np.float32(size - 1) == np.float32(size)  # the entry such a count would lose
     checks = (member_all_finite, tf.function(member_all_finite, jit_compile=True))
     x = np.zeros((1, size), np.float32)
