@@ -162,14 +162,14 @@ def member_sum_flops(agent) -> int:
     each policy and critic variable is summed twice per step, its gradient's squares for a norm
     (the critic's clip, the actor's norm metric) and its finite entries for the weights check,
     each as a [P·size/c, c] × [c, 1] matmul (2·P·size FLOPs) when `sum_chunk` gives it a row
-    length c (the count falls back to a reduction from 2**24 entries on)."""
-    from smoothie_tf.optimizers import sum_chunk
+    length c (the count falls back to a reduction from EXACT_COUNT_LIMIT entries on)."""
+    from smoothie_tf.optimizers import EXACT_COUNT_LIMIT, sum_chunk
 
     total = 0
     for variable in (*agent.policy.variables, *agent.critic.variables):
         size = variable.shape[1:].num_elements()
         if sum_chunk(size) is not None:
-            total += 2 * agent.members * size * (2 if size < 2**24 else 1)
+            total += 2 * agent.members * size * (2 if size < EXACT_COUNT_LIMIT else 1)
     return total
 
 
@@ -239,8 +239,8 @@ def train_step_figures(
     """Updates per second of the Smoothie and DDPG train steps (paper networks, one run: the
     compiled `population_train_step` of a population of one on a [1, B, ...] batch), their ratio,
     their FLOP count (`train_step_flops` + `member_sum_flops`, checked against the matmuls XLA
-    compiled) and the
-    FLOP rate achieved as a fraction of `matmul_flops_per_sec` (a large matmul's rate)."""
+    compiled) and the FLOP rate achieved as a fraction of `matmul_flops_per_sec` (a large
+    matmul's rate)."""
     from smoothie_tf.agents import DDPGAgent, SmoothieAgent
 
     dimensions = dimensions or {"hopper": (11, 3), "humanoid": (376, 17)}

@@ -27,6 +27,8 @@ def member_column(values: tf.Tensor, rank: int) -> tf.Tensor:
 
 # Sums over a member's slice of at least this many entries are taken by `member_sums` as a matmul.
 MATMUL_SUM_MIN_SIZE = 2048
+# float32 counts integers exactly below this: larger slices are checked finite by a reduction.
+EXACT_COUNT_LIMIT = 2**24
 
 
 def sum_chunk(size: int) -> int | None:
@@ -54,10 +56,10 @@ def member_sums(x: tf.Tensor) -> tf.Tensor:
 def member_all_finite(x: tf.Tensor) -> tf.Tensor:
     """Whether every entry of each member's slice of x [P, ...] is finite: bool [P].
 
-    A large slice counts its finite entries with `member_sums` (exact: integer sums below 2**24)."""
+    A large slice counts its finite entries with `member_sums` (exact below EXACT_COUNT_LIMIT)."""
     size = x.shape[1:].num_elements()
     finite = tf.math.is_finite(x)
-    if size is None or size >= 2**24 or sum_chunk(size) is None:
+    if size is None or size >= EXACT_COUNT_LIMIT or sum_chunk(size) is None:
         return tf.reduce_all(tf.reshape(finite, [tf.shape(x)[0], -1]), axis=1)
     return tf.equal(member_sums(tf.cast(finite, tf.float32)), float(size))
 

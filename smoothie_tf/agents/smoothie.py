@@ -71,7 +71,11 @@ class SmoothieAgent(ActorCriticAgent):
         > 0 (the target policy's forward pass is a tenth of a step's FLOPs at the paper's sizes).
         A member with λ = 0 beside it adds 0·KL of masked inputs (`weighted_inputs`): the same
         update as without the term, even where its own KL would overflow."""
-        return any(config.kl_penalty > 0 for config in self.configs)
+        return self.weighs("kl_penalty")
+
+    def weighs(self, key: str) -> bool:
+        """Whether some member's weight `key` (kl_penalty, derivative_bellman_k1/k2) is > 0."""
+        return any(getattr(config, key) > 0 for config in self.configs)
 
     def weighted_inputs(self, key: str, inputs: tuple, safe: tuple) -> tuple:
         """The inputs [P, ...] of a term weighted by hparam `key`, with `safe` values (one per
@@ -99,7 +103,7 @@ class SmoothieAgent(ActorCriticAgent):
     @property
     def fits_action_derivatives(self) -> bool:
         """Whether the critic update adds the derivative Bellman losses: some member's k1 or k2 > 0."""
-        return any(c.derivative_bellman_k1 > 0 or c.derivative_bellman_k2 > 0 for c in self.configs)
+        return self.weighs("derivative_bellman_k1") or self.weighs("derivative_bellman_k2")
 
     def critic_update(
         self,
@@ -127,7 +131,7 @@ class SmoothieAgent(ActorCriticAgent):
         if replay_actions is None:
             raise ValueError("the derivative Bellman losses need the replayed actions ã (replay_actions)")
         values = self.member_values
-        fits_2 = any(c.derivative_bellman_k2 > 0 for c in self.configs)
+        fits_2 = self.weighs("derivative_bellman_k2")
         # Only k = 2 needs more than the Hessian's diagonal, which costs O(n·d) in the jets.
         diagonal = not fits_2 or self.config.derivative_bellman_diagonal
         variance = self.policy.variance()
@@ -157,7 +161,7 @@ class SmoothieAgent(ActorCriticAgent):
             metrics = {}
             for k, derivatives in ((1, action_grad), (2, action_hess)):
                 key = f"derivative_bellman_k{k}"
-                if not any(getattr(config, key) > 0 for config in self.configs):
+                if not self.weighs(key):
                     continue
                 # The members of weight 0 compute loss_k at x = 0, Σ = I, y = 0, derivatives 0.
                 inputs = (offsets, variance, derivative_targets, derivatives)
