@@ -3,10 +3,17 @@
 # each arm's evaluation returns at 100k, 200k and 300k steps with 95% stratified-bootstrap
 # intervals, the probability that each Smoothie arm improves on DDPG, and the IQM learning curves.
 # Writes results/reproduction_table.md and results/reproduction.png.
+#   scripts/hopper_report.sh [ARM ...]   (default: all four arms; DDPG, the baseline, is always in)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=runs/confirm/Hopper-v4
-bin/report ddpg=$runs/ddpg smoothie=$runs/smoothie smoothie_kl=$runs/smoothie_kl \
-    smoothie_kl_log_variance_lr=$runs/smoothie_kl_log_variance_lr \
-    --steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 \
-    --out=results/reproduction.png --markdown=results/reproduction_table.md "$@"
+arms=("$@")
+if [ ${#arms[@]} -eq 0 ]; then
+    arms=(smoothie smoothie_kl smoothie_kl_log_variance_lr)
+fi
+specs=(ddpg=$runs/ddpg)
+for arm in "${arms[@]}"; do
+    if [ "$arm" != ddpg ]; then specs+=("$arm=$runs/$arm"); fi
+done
+bin/report "${specs[@]}" --steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 \
+    --out=results/reproduction.png --markdown=results/reproduction_table.md
