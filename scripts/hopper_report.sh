@@ -16,4 +16,4 @@ for arm in "${arms[@]}"; do
     if [ "$arm" != ddpg ]; then specs+=("$arm=$runs/$arm"); fi
 done
 bin/report "${specs[@]}" --steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 \
-    --out=results/reproduction.png --markdown=results/reproduction_table.md
+    --out=results/reproduction.png --markdown=results/reproduction_table.md --per_run

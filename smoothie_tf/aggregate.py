@@ -322,8 +322,9 @@ def compare(
     return Report(list(steps), baseline, reps, seed, window, results, notes)
 
 
-def markdown(report: Report) -> str:
-    """The report as a markdown table, with how it was computed and what is missing below it."""
+def markdown(report: Report, per_run: bool = False) -> str:
+    """The report as a markdown table, with how it was computed and what is missing below it;
+    with `per_run`, also every run's score at every step (`per_run_markdown`)."""
     percent = f"{CONFIDENCE:.0%}"
     units = {plotting.run_unit(result.arm.runs) for result in report.results}
     header = ["arm", "seeds" if units == {"seeds"} else "runs"]
@@ -369,7 +370,26 @@ def markdown(report: Report) -> str:
         lines += ["", "Missing (left out of the estimates above):", *(f"- {line}" for line in missing)]
     if report.notes:
         lines += ["", "Notes:", *(f"- {note}" for note in report.notes)]
+    if per_run:
+        lines += ["", per_run_markdown(report)]
     return "\n".join(lines) + "\n"
+
+
+def per_run_markdown(report: Report) -> str:
+    """Every run's score at every step of the report, one row per run ("-": no score there):
+    the numbers behind each IQM. A run is named by its seed and the last two parts of its path."""
+    header = ["arm", "seed", "run", *(f"score at {step}" for step in report.steps)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---:", "---"] + ["---:"] * len(report.steps)) + "|",
+    ]
+    for result in report.results:
+        for run in result.arm.runs:
+            scores = [run_score_at(run, step, report.window) for step in report.steps]
+            cells = [result.arm.name, str(run.seed), "/".join(run.logdir.parts[-2:])]
+            cells += ["-" if score is None else f"{score:.1f}" for score in scores]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _cell(interval: Interval | None, number: str, present: int, runs: int) -> str:

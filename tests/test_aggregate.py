@@ -303,3 +303,23 @@ def test_runs_that_share_a_seed_are_counted_as_runs_not_seeds(tmp_path):
     assert plotting.curve_label(group, np.array([100, 200])) == f"{group.label} (2 seeds)"
     labels = [plotting.curve_label(g, np.array([100, 200])) for g in plotting.group_runs(search[0].runs)]
     assert len(labels) == 3 and all(label.endswith("(1 seed)") for label in labels)  # one per configuration
+
+
+def test_per_run_lists_every_runs_score_behind_the_iqms(arms_root, tmp_path):
+    result = run_report(
+        f"kl={arms_root / 'kl'}", "--steps=200,300", "--window=100", "--reps=100", "--per_run",
+        f"--out={tmp_path / 'f.png'}", f"--markdown={tmp_path / 't.md'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "t.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("| kl | ")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    rows = {row[2]: row for row in cells if row[2].startswith("kl/")}  # not the IQM table's row
+    # By hand, the mean of the evaluations at steps in [step - 100, step]; seed 4 stopped at 200.
+    assert rows["kl/seed0"] == ["kl", "0", "kl/seed0", "25.0", "60.0"]
+    assert rows["kl/seed3"] == ["kl", "3", "kl/seed3", "30.0", "72.5"]
+    assert rows["kl/seed4"] == ["kl", "4", "kl/seed4", "40.0", "-"]
+    assert sorted(rows) == [f"kl/seed{seed}" for seed in range(5)]
+    assert "| arm | seed | run | score at 200 | score at 300 |" in text
+    without = run_report(f"kl={arms_root / 'kl'}", "--steps=200", "--reps=100", f"--out={tmp_path / 'g.png'}")
+    assert "| arm | seed | run |" not in without.stdout
