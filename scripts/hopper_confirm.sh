@@ -6,11 +6,22 @@
 # two arms run side by side, one per core. Re-running continues every unfinished arm where it
 # stopped (bin/train resumes from the members' latest common checkpoint); an arm whose five runs
 # have exported their final policies is finished and skipped.
-#   scripts/hopper_confirm.sh [ARM ...]   (default: every arm whose best configuration exists)
+#   scripts/hopper_confirm.sh [--seeds=FIRST-LAST] [ARM ...]   (default: seeds 100-104, every arm
+#   whose best configuration exists). More seeds for an arm go beside its first five, e.g.
+#   --seeds=105-109: bin/report gathers every run below the arm's directory.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 seeds=(100 101 102 103 104)
+if [[ ${1:-} == --seeds=* ]]; then
+    range=${1#--seeds=}
+    if [[ ! $range =~ ^([0-9]+)-([0-9]+)$ ]] || ((BASH_REMATCH[1] > BASH_REMATCH[2])); then
+        echo "hopper_confirm.sh: error: --seeds must be FIRST-LAST, e.g. 105-109, got $range" >&2
+        exit 2
+    fi
+    seeds=($(seq "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"))
+    shift
+fi
 arms=("$@")
 if [ ${#arms[@]} -eq 0 ]; then
     arms=(ddpg smoothie smoothie_kl smoothie_kl_log_variance_lr)
