@@ -321,5 +321,31 @@ def test_per_run_lists_every_runs_score_behind_the_iqms(arms_root, tmp_path):
     assert rows["kl/seed4"] == ["kl", "4", "kl/seed4", "40.0", "-"]
     assert sorted(rows) == [f"kl/seed{seed}" for seed in range(5)]
     assert "| arm | seed | run | score at 200 | score at 300 |" in text
+    assert text in result.stdout and len(lines) == 1 + 5  # the IQM table's row and the five runs'
     without = run_report(f"kl={arms_root / 'kl'}", "--steps=200", "--reps=100", f"--out={tmp_path / 'g.png'}")
     assert "| arm | seed | run |" not in without.stdout
+
+
+def test_per_run_rows_are_each_runs_score_in_the_arms_order(tmp_path):
+    # Seeds that are neither directory names nor positions; a run that stops early sorted first;
+    # a run without an evaluation at 200 but one inside the window; two arms; arm "a" from two
+    # directories whose parents are not named after it.
+    write_run(tmp_path / "a" / "x" / "r1", [100, 200, 300], [1, 2, 4], seed=7)
+    write_run(tmp_path / "a" / "x" / "r0", [100, 200], [8, 16], seed=3)
+    write_run(tmp_path / "a2" / "y" / "r2", [100, 200, 300], [32, 64, 128], seed=9)
+    write_run(tmp_path / "b" / "z" / "r9", [100, 300], [5, 7], seed=1)
+    arms = aggregate.load_arms({"a": [tmp_path / "a", tmp_path / "a2"], "base": [tmp_path / "b"]})
+    report = aggregate.compare(arms, [200, 300], baseline="base", reps=10, window=100)
+    text = aggregate.per_run_markdown(report)
+    # By hand: the mean of the evaluations at steps in [step - 100, step]; "-" without one at step.
+    assert text.splitlines() == [
+        "| arm | seed | run | score at 200 | score at 300 |",
+        "|---|---:|---|---:|---:|",
+        "| a | 3 | x/r0 | 12.0 | - |",
+        "| a | 7 | x/r1 | 1.5 | 3.0 |",
+        "| a | 9 | y/r2 | 48.0 | 96.0 |",
+        "| base | 1 | z/r9 | - | 7.0 |",
+    ]
+    assert aggregate.markdown(report, per_run=True) == aggregate.markdown(report)[:-1] + "\n\n" + text + "\n"
+    # The IQM is over these same numbers (3 runs: nothing trimmed).
+    assert table_rows(aggregate.markdown(report))["a"][2].startswith(f"{np.mean([12.0, 1.5, 48.0]):.1f} [")
