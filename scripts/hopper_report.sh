@@ -3,7 +3,8 @@
 # each arm's evaluation returns at 100k, 200k and 300k steps with 95% stratified-bootstrap
 # intervals, the probability that each Smoothie arm improves on DDPG, and the IQM learning curves.
 # Writes results/reproduction_table.md (with every run's scores), results/reproduction_window_table.md
-# (scores averaged over the last five evaluations) and results/reproduction.png.
+# (scores averaged over the last five evaluations) and results/reproduction.png; with seeds other
+# than the default, results/reproduction_seeds<FIRST>-<LAST>{_table.md,_window_table.md,.png}.
 #   scripts/hopper_report.sh [--seeds=FIRST-LAST] [ARM ...]   (default: seeds 100-104, the study's
 #   confirmation seeds, and all four arms; DDPG, the baseline, is always in). An arm's runs of
 #   other seeds (e.g. --seeds=105-109 of hopper_confirm.sh) are left out unless the range holds them.
@@ -39,8 +40,10 @@ spec() {  # ARM=DIR/seedFIRST,...,DIR/seedLAST
 }
 specs=("$(spec ddpg)")
 for arm in "${arms[@]}"; do specs+=("$(spec "$arm")"); done
-common=(--steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 --out=results/reproduction.png)
-bin/report "${specs[@]}" "${common[@]}" --markdown=results/reproduction_table.md --per_run
+out=results/reproduction
+if ((first != 100 || last != 104)); then out+=_seeds$first-$last; fi
+common=(--steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 --out="$out.png")
+bin/report "${specs[@]}" "${common[@]}" --markdown="${out}_table.md" --per_run
 # The same with each run's score the mean of its five evaluations in [step - 40k, step]: less
 # swayed by one evaluation (Hopper's returns jump by ~1000 between neighbouring evaluations).
-bin/report "${specs[@]}" "${common[@]}" --window=40000 --markdown=results/reproduction_window_table.md --per_run
+bin/report "${specs[@]}" "${common[@]}" --window=40000 --markdown="${out}_window_table.md" --per_run
