@@ -31,8 +31,15 @@ def project(tmp_path: pathlib.Path, *arms_searched: str) -> pathlib.Path:
 
 
 def run(root: pathlib.Path, script: str, *arguments: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    elsewhere = root / "elsewhere"  # not the project: a script must cd to its own project
+    elsewhere.mkdir(exist_ok=True)
     result = subprocess.run(
-        ["bash", str(root / "scripts" / script), *arguments], capture_output=True, text=True, timeout=60
+        ["bash", str(root / "scripts" / script), *arguments],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=elsewhere,
     )
     calls = root / "calls.txt"
     return result, calls.read_text().splitlines() if calls.exists() else []
@@ -47,6 +54,8 @@ def run(root: pathlib.Path, script: str, *arguments: str) -> tuple[subprocess.Co
         (["--seeds=a-b"], "--seeds must be FIRST-LAST"),
         (["--seeds=-1-3"], "--seeds must be FIRST-LAST"),
         (["ddpg", "--seeds=105-109"], "the only option is --seeds=FIRST-LAST, given first"),
+        (["--seeds=105-109x"], "--seeds must be FIRST-LAST"),
+        (["--help"], "the only option is --seeds=FIRST-LAST, given first"),
     ],
 )
 def test_bad_input_is_refused_with_one_line_and_exit_2(tmp_path, script, arguments, message):
@@ -116,3 +125,88 @@ def test_report_of_other_seeds_writes_files_of_its_own(tmp_path):
         f"{arms} {common} --markdown={out}_table.md --per_run",
         f"{arms} {common} --window=40000 --markdown={out}_window_table.md --per_run",
     ]
+
+
+ARMS = ("ddpg", "smoothie", "smoothie_kl", "smoothie_kl_log_variance_lr")
+
+
+def test_confirm_defaults_to_every_searched_arm_on_the_study_seeds(tmp_path):
+    root = project(tmp_path, *ARMS)
+    result, calls = run(root, "hopper_confirm.sh")
+    assert result.returncode == 0, result.stderr
+    assert sorted(call.split()[-2:] for call in calls) == sorted(
+        ["--seeds=100-104", f"--logdir=runs/confirm/Hopper-v4/{arm}"] for arm in ARMS
+    )
+
+
+def test_confirm_finished_means_every_seed_of_the_range_has_its_policy(tmp_path):
+    root = project(tmp_path, "ddpg", "smoothie", "smoothie_kl")
+    runs = root / "runs/confirm/Hopper-v4"
+    for seed in range(100, 105):  # other seeds finished: not these
+        (runs / "ddpg" / f"seed{seed}" / "policy").mkdir(parents=True)
+    for seed in range(105, 110):
+        (runs / "smoothie" / f"seed{seed}").mkdir(parents=True)  # seed107 still training
+        if seed != 107:
+            (runs / "smoothie" / f"seed{seed}" / "policy").mkdir()
+        (runs / "smoothie_kl" / f"seed{seed}" / "policy").mkdir(parents=True)
+    result, calls = run(root, "hopper_confirm.sh", "--seeds=105-109")
+    assert result.returncode == 0, result.stderr
+    assert "smoothie_kl is finished" in result.stderr
+    assert sorted(call.split()[-1] for call in calls) == [
+        "--logdir=runs/confirm/Hopper-v4/ddpg",
+        "--logdir=runs/confirm/Hopper-v4/smoothie",
+    ]
+
+
+def test_one_seed_is_a_range(tmp_path):
+    root = project(tmp_path, "ddpg")
+    result, calls = run(root, "hopper_confirm.sh", "--seeds=104-104", "ddpg")
+    assert result.returncode == 0, result.stderr
+    assert calls[0].split()[-2] == "--seeds=104-104"
+    result, calls = run(root, "hopper_report.sh", "--seeds=104-104")
+    assert result.returncode == 0, result.stderr
+    assert "--out=results/reproduction_seeds104-104.png" in calls[-1]
+
+
+def test_confirm_trains_two_arms_at_a_time_one_thread_each_and_reports_a_failed_arm(tmp_path):
+    root = project(tmp_path, *ARMS)
+    (root / "bin/train").write_text(
+        """#!/usr/bin/env bash
+last=${!#}
+arm=${last##*/}
+log="$(dirname "$0")/../order.txt"
+echo "start $arm $TF_NUM_INTRAOP_THREADS $TF_NUM_INTEROP_THREADS" >> "$log"
+for _ in $(seq 100); do  # until the other arm of the pair has started too (10 s at most)
+    (($(grep -c ^start "$log") % 2 == 0)) && break
+    sleep 0.1
+done
+echo "end $arm" >> "$log"
+[ "$arm" != smoothie ]
+"""
+    )
+    result, _ = run(root, "hopper_confirm.sh", *ARMS)
+    assert result.returncode == 1
+    order = (root / "order.txt").read_text().splitlines()
+    assert [line.split()[0] for line in order] == ["start", "start", "end", "end"] * 2
+    assert sorted(line.split()[1] for line in order[:2]) == ["ddpg", "smoothie"]
+    assert all(line.endswith(" 1 1") for line in order if line.startswith("start"))
+
+
+def test_report_of_one_arm_with_padded_seeds_still_has_ddpg(tmp_path):
+    root = project(tmp_path)
+    result, calls = run(root, "hopper_report.sh", "--seeds=0102-0104", "smoothie_kl")
+    assert result.returncode == 0, result.stderr
+    arms = f"{runs_of('ddpg', range(102, 105))} {runs_of('smoothie_kl', range(102, 105))}"
+    out = "results/reproduction_seeds102-104"
+    common = f"--steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 --out={out}.png"
+    assert calls == [
+        f"{arms} {common} --markdown={out}_table.md --per_run",
+        f"{arms} {common} --window=40000 --markdown={out}_window_table.md --per_run",
+    ]
+
+
+def test_report_stops_at_a_failed_report(tmp_path):
+    root = project(tmp_path)
+    (root / "bin/report").write_text(RECORDER + "exit 1\n")
+    result, calls = run(root, "hopper_report.sh")
+    assert result.returncode != 0 and len(calls) == 1
