@@ -237,10 +237,10 @@ def train_step_figures(
     matmul_flops_per_sec: float | None = None,
 ) -> dict:
     """Updates per second of the Smoothie and DDPG train steps (paper networks, one run: the
-    compiled `population_train_step` of a population of one on a [1, B, ...] batch), their ratio,
-    their FLOP count (`train_step_flops` + `member_sum_flops`, checked against the matmuls XLA
-    compiled) and the FLOP rate achieved as a fraction of `matmul_flops_per_sec` (a large
-    matmul's rate)."""
+    compiled step of a population of one on a [1, B, ...] batch, called as training calls it,
+    `train_step`), their ratio, their FLOP count (`train_step_flops` + `member_sum_flops`,
+    checked against the matmuls XLA compiled) and the FLOP rate achieved as a fraction of
+    `matmul_flops_per_sec` (a large matmul's rate)."""
     from smoothie_tf.agents import DDPGAgent, SmoothieAgent
 
     dimensions = dimensions or {"hopper": (11, 3), "humanoid": (376, 17)}
@@ -253,7 +253,7 @@ def train_step_figures(
             for label, cls in (("smoothie", SmoothieAgent), ("ddpg", DDPGAgent))
         }
         seconds = time_calls(
-            {label: (lambda a=agent, b=data: a.population_train_step(b)) for label, agent in agents.items()},
+            {label: (lambda a=agent, b=data: a.train_step(b)) for label, agent in agents.items()},
             calls,
             repeats,
         )
@@ -289,12 +289,13 @@ def train_step_profile(
 ) -> dict:
     """Where a Smoothie train step's time goes: each part compiled and timed on its own (ms).
 
-    `dispatch` is an empty compiled call; `step_batch_1` the whole step on one transition, which
-    leaves the per-parameter work (gradients' outer products, clipping, Adam, Polyak) and the
-    per-operation costs without the batch's matmuls; `step_batch_<4B>` the step on four times
-    the batch, from which `marginal_gflop_per_sec`, the rate at which the extra examples'
-    FLOPs run, and `fixed_ms`, the step's time extrapolated to an empty batch, follow. Every
-    part runs on one run's data, [1, B, ...] (a population of one)."""
+    `dispatch` is an empty compiled call (through tf.function, as the parts are called); the
+    three steps are called as training calls them (`train_step`). `step_batch_1` is the whole
+    step on one transition, which leaves the per-parameter work (gradients' outer products,
+    clipping, Adam, Polyak) and the per-operation costs without the batch's matmuls;
+    `step_batch_<4B>` the step on four times the batch, from which `marginal_gflop_per_sec`, the
+    rate at which the extra examples' FLOPs run, and `fixed_ms`, the step's time extrapolated to
+    an empty batch, follow. Every part runs on one run's data, [1, B, ...] (a population of one)."""
     from smoothie_tf.agents import SmoothieAgent
 
     low, high = -np.ones(action_dim), np.ones(action_dim)
@@ -317,9 +318,9 @@ def train_step_profile(
         ),
         "policy_update": compiled(lambda: agent.policy_update(data.observations)["loss/policy"]),
         "target_update": compiled(lambda: (agent.update_targets(), tf.constant(0.0))[1]),
-        "step": lambda: agent.population_train_step(data)["loss/critic"],
-        "step_batch_1": lambda: single.population_train_step(one)["loss/critic"],
-        f"step_batch_{4 * batch}": lambda: large.population_train_step(quadruple)["loss/critic"],
+        "step": lambda: agent.train_step(data)["loss/critic"],
+        "step_batch_1": lambda: single.train_step(one)["loss/critic"],
+        f"step_batch_{4 * batch}": lambda: large.train_step(quadruple)["loss/critic"],
     }
     seconds = time_calls(parts, calls, repeats)
     figures = {f"{name}_ms": round(1e3 * value, 3) for name, value in seconds.items()}

@@ -5,7 +5,8 @@ Each figure comes from its own process, so that the populations measured before 
 share its memory or its thread pools: `python -m smoothie_tf.population_speed --members=P`
 prints one JSON object, and `population_figures` starts those processes one after another, then
 `processes` single runs side by side, then (`side_by_side`) one one-thread population per CPU,
-all at once.
+all at once. `--step_only=1` times the compiled train step alone instead (no environment), which
+`population_figures` does for every size on one thread: what one member's update costs a core.
 """
 
 from __future__ import annotations
@@ -71,7 +72,35 @@ def loop_figures(env_id: str, agent_file: str, members: int, steps: int) -> dict
     }
 
 
-def _command(env_id: str, agent_file: str, members: int, steps: int) -> list[str]:
+def step_figures(env_id: str, agent_file: str, members: int, calls: int = 50, repeats: int = 7) -> dict:
+    """The compiled train step alone (as training calls it, on a random batch shaped for
+    `env_id`) of a population of `members` runs with the hparams of `hparams/<agent_file>.json`:
+    milliseconds per step and per member, member updates per second."""
+    import gymnasium as gym
+
+    from smoothie_tf import benchmarks, envs  # noqa: F401  (envs registers the project's tasks)
+    from smoothie_tf import hparams as hparams_lib
+    from smoothie_tf.agents.base import FINITE
+    from smoothie_tf.agents.factory import make_population
+
+    hp = hparams_lib.load(ROOT / "hparams" / f"{agent_file}.json")
+    env = gym.make(env_id)
+    observation_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    agent = make_population([hp] * members, observation_dim, env.action_space, list(range(members)))
+    env.close()
+    batch = benchmarks.random_batch(hp.batch_size, observation_dim, action_dim, members=members)
+    seconds = benchmarks.time_calls({"step": lambda: agent.train_step(batch)[FINITE]}, calls, repeats)["step"]
+    return {
+        "env": env_id,
+        "hparams": agent_file,
+        "members": members,
+        "step_ms": round(1e3 * seconds, 3),
+        "ms_per_member": round(1e3 * seconds / members, 3),
+        "member_updates_per_sec": round(members / seconds, 1),
+    }
+
+
+def _command(env_id: str, agent_file: str, members: int, steps: int, step_only: bool = False) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -80,6 +109,7 @@ def _command(env_id: str, agent_file: str, members: int, steps: int) -> list[str
         f"--hparams={agent_file}",
         f"--members={members}",
         f"--steps={steps}",
+        *(["--step_only=1"] if step_only else []),
     ]
 
 
@@ -110,7 +140,8 @@ def population_figures(
     side_by_side: tuple[int, ...] = (),
 ) -> dict:
     """`loop_figures` for each population size, one process after another (TensorFlow with
-    `threads` threads each, default: every CPU), then `processes` single runs at once, one thread
+    `threads` threads each, default: every CPU) and its compiled step alone on one thread
+    (`step_figures`), then `processes` single runs at once, one thread
     each (the way separate runs share this machine), and the ratios the populations are judged by.
     For each size in `side_by_side`, also one one-thread population of that size per CPU, all at
     once (the way `bin/search --population=P --cpus_per_trial=1` fills the machine)."""
@@ -128,6 +159,16 @@ def population_figures(
         )
         by_size[size] = _read(process)
     figures["populations"] = {str(size): entry for size, entry in by_size.items()}
+    figures["one_thread_step"] = {}
+    for size in sizes:
+        process = subprocess.Popen(
+            _command(env_id, agent_file, size, steps, step_only=True),
+            env=_environment(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        figures["one_thread_step"][str(size)] = _read(process)
     if processes:
         figures["separate_processes"] = _at_once(env_id, agent_file, 1, steps, processes)
     if side_by_side:
@@ -183,7 +224,12 @@ def main(argv: list[str]) -> None:
     from smoothie_tf import envs  # noqa: F401  (registers the project's tasks)
 
     warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
-    figures = loop_figures(options["env"], options["hparams"], int(options["members"]), int(options["steps"]))
+    if options.get("step_only") == "1":
+        figures = step_figures(options["env"], options["hparams"], int(options["members"]))
+    else:
+        figures = loop_figures(
+            options["env"], options["hparams"], int(options["members"]), int(options["steps"])
+        )
     print(json.dumps(figures))
 
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from smoothie_tf import hparams as hparams_lib
 from smoothie_tf import population_speed
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -39,6 +40,37 @@ def test_each_population_is_measured_in_a_process_of_its_own(figures):
         assert 0 < entry["env_steps_per_sec"]
         assert sum(entry["fraction"].values()) == pytest.approx(1.0, abs=0.01)
         assert entry["agent_mb_per_member"] > 0 and entry["replay_mb_per_member"] > 0
+
+
+def test_each_size_has_its_step_timed_alone_on_one_thread(figures):
+    steps = figures["one_thread_step"]
+    assert set(steps) == {"1", "2"}
+    for size, entry in steps.items():
+        members = int(size)
+        assert entry["members"] == members and entry["env"] == "SmoothieBandit-v0"
+        assert entry["step_ms"] > 0
+        assert entry["ms_per_member"] == pytest.approx(entry["step_ms"] / members, abs=1e-3)
+        assert entry["member_updates_per_sec"] == pytest.approx(1e3 * members / entry["step_ms"], rel=1e-3)
+
+
+def test_the_step_alone_is_timed_as_training_calls_it(monkeypatch):
+    # Timed through agent.train_step (the call the training loop makes), on a batch with the
+    # population's shape and the hparams file's batch size.
+    from smoothie_tf.agents.base import ActorCriticAgent
+
+    seen = []
+    original = ActorCriticAgent.train_step
+
+    def recording(self, batch):
+        seen.append((self.members, tuple(batch.observations.shape)))
+        return original(self, batch)
+
+    monkeypatch.setattr(ActorCriticAgent, "train_step", recording)
+    entry = population_speed.step_figures("SmoothieBandit-v0", "bandit_smoothie", 3, calls=2, repeats=1)
+    batch_size = hparams_lib.load(ROOT / "hparams" / "bandit_smoothie.json").batch_size
+    assert entry["members"] == 3
+    assert seen and set(seen) == {(3, (3, batch_size, seen[0][1][2]))}
+    assert len(seen) == 1 + 2  # the compiling call, then one round of two
 
 
 def test_the_ratios_follow_from_the_measured_rates(figures):
