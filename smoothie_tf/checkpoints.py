@@ -8,7 +8,9 @@ A checkpoint is a directory `ckpt-<step>` holding:
   state.json     counters, the NumPy RNG state, the current episode's seed and actions, the env id
 
 It is written under a temporary name and renamed into place, so a crash mid-write leaves the
-previous checkpoints untouched; stray temporary directories are removed on the next start.
+previous checkpoints untouched; an old checkpoint is renamed to a temporary name before its files
+are deleted, so a crash mid-deletion leaves no checkpoint with files missing. Stray temporary
+directories are removed on the next start.
 """
 
 from __future__ import annotations
@@ -78,7 +80,11 @@ class CheckpointDirectory:
         os.rename(temporary, final)
         _fsync_tree(self.directory)
         for old in self.all()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            # Renamed out of the listing first: a crash in the middle of deleting its files leaves
+            # a temporary (removed on the next start), never a checkpoint with files missing.
+            doomed = self.directory / f"{TEMPORARY}{old.name}-removed-{os.getpid()}"
+            os.rename(old, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
         return final
 
     @staticmethod

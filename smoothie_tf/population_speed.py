@@ -73,14 +73,14 @@ def loop_figures(env_id: str, agent_file: str, members: int, steps: int) -> dict
 
 
 def step_figures(env_id: str, agent_file: str, members: int, calls: int = 50, repeats: int = 7) -> dict:
-    """The compiled train step alone (as training calls it, on a random batch shaped for
-    `env_id`) of a population of `members` runs with the hparams of `hparams/<agent_file>.json`:
+    """The compiled train step alone of a population of `members` runs with the hparams of
+    `hparams/<agent_file>.json`, called as the training loop calls it after warm-up
+    (`train_step_and_act` on NumPy arrays: a random batch and observations shaped for `env_id`):
     milliseconds per step and per member, member updates per second."""
     import gymnasium as gym
 
     from smoothie_tf import benchmarks, envs  # noqa: F401  (envs registers the project's tasks)
     from smoothie_tf import hparams as hparams_lib
-    from smoothie_tf.agents.base import FINITE
     from smoothie_tf.agents.factory import make_population
 
     hp = hparams_lib.load(ROOT / "hparams" / f"{agent_file}.json")
@@ -89,7 +89,11 @@ def step_figures(env_id: str, agent_file: str, members: int, calls: int = 50, re
     agent = make_population([hp] * members, observation_dim, env.action_space, list(range(members)))
     env.close()
     batch = benchmarks.random_batch(hp.batch_size, observation_dim, action_dim, members=members)
-    seconds = benchmarks.time_calls({"step": lambda: agent.train_step(batch)[FINITE]}, calls, repeats)["step"]
+    batch = type(batch)(*(x.numpy() for x in batch))
+    observations = batch.observations[:, 0]
+    seconds = benchmarks.time_calls(
+        {"step": lambda: agent.train_step_and_act(batch, observations)[1]}, calls, repeats
+    )["step"]
     return {
         "env": env_id,
         "hparams": agent_file,

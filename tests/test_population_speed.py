@@ -54,23 +54,58 @@ def test_each_size_has_its_step_timed_alone_on_one_thread(figures):
 
 
 def test_the_step_alone_is_timed_as_training_calls_it(monkeypatch):
-    # Timed through agent.train_step (the call the training loop makes), on a batch with the
-    # population's shape and the hparams file's batch size.
+    # The training loop calls train_step_and_act with NumPy arrays after warm-up; the hparams
+    # file gives the agent (here made small) and the batch size.
+    import dataclasses
+
+    import numpy as np
+
     from smoothie_tf.agents.base import ActorCriticAgent
 
+    small = dataclasses.replace(
+        hparams_lib.load(ROOT / "hparams" / "bandit_smoothie.json"),
+        batch_size=16,
+        actor_hidden=[8],
+        critic_state_embedding=8,
+        critic_hidden=[8],
+    )
+    monkeypatch.setattr(hparams_lib, "load", lambda path: small)
     seen = []
-    original = ActorCriticAgent.train_step
+    original = ActorCriticAgent.train_step_and_act
 
-    def recording(self, batch):
-        seen.append((self.members, tuple(batch.observations.shape)))
-        return original(self, batch)
+    def recording(self, batch, observations):
+        observed = (type(batch.observations), batch.observations.shape)
+        seen.append((self.members, tuple(self.config.actor_hidden), *observed))
+        assert isinstance(observations, np.ndarray) and observations.shape == (self.members, 1)
+        return original(self, batch, observations)
 
-    monkeypatch.setattr(ActorCriticAgent, "train_step", recording)
+    monkeypatch.setattr(ActorCriticAgent, "train_step_and_act", recording)
     entry = population_speed.step_figures("SmoothieBandit-v0", "bandit_smoothie", 3, calls=2, repeats=1)
-    batch_size = hparams_lib.load(ROOT / "hparams" / "bandit_smoothie.json").batch_size
     assert entry["members"] == 3
-    assert seen and set(seen) == {(3, (3, batch_size, seen[0][1][2]))}
+    assert set(seen) == {(3, (8,), np.ndarray, (3, 16, 1))}
     assert len(seen) == 1 + 2  # the compiling call, then one round of two
+
+
+def test_the_step_alone_runs_on_one_thread_whatever_the_loop_figures_use(monkeypatch):
+    started = []
+
+    class Recorded:
+        def __init__(self, command, env, **kwargs):
+            started.append((command, env))
+
+    monkeypatch.setattr(population_speed.subprocess, "Popen", Recorded)
+    monkeypatch.setattr(population_speed, "_read", lambda process: {"env_steps_per_sec": 1.0})
+    population_speed.population_figures(sizes=(1, 4), processes=0, threads=2)
+    step_only = [(c, e) for c, e in started if "--step_only=1" in c]
+    loops = [(c, e) for c, e in started if "--step_only=1" not in c]
+    assert [
+        c[c.index("--members=1") if "--members=1" in c else c.index("--members=4")] for c, _ in step_only
+    ] == [
+        "--members=1",
+        "--members=4",
+    ]
+    assert all(e["TF_NUM_INTRAOP_THREADS"] == e["TF_NUM_INTEROP_THREADS"] == "1" for _, e in step_only)
+    assert len(loops) == 2 and all(e["TF_NUM_INTRAOP_THREADS"] == "2" for _, e in loops)
 
 
 def test_the_ratios_follow_from_the_measured_rates(figures):

@@ -497,6 +497,38 @@ def test_checkpoint_from_another_env_is_refused_by_the_command_line(tmp_path, fi
     assert tree_snapshot(logdir) == before
 
 
+def test_a_crash_while_an_old_checkpoint_is_deleted_leaves_only_complete_checkpoints(tmp_path, monkeypatch):
+    from smoothie_tf import checkpoints as checkpoints_lib
+    from smoothie_tf.replay import ReplayBuffer
+
+    directory = CheckpointDirectory(tmp_path / "checkpoints", keep=2)
+    replay = ReplayBuffer(4, 1, 1)
+    for step in (10, 20):
+        directory.save(step, {"w": np.zeros(2)}, replay, {"step": step})
+
+    class Killed(BaseException):
+        pass
+
+    delete = shutil.rmtree
+
+    def dies_half_way(path, ignore_errors=False):
+        if not (pathlib.Path(path) / "replay.npz").exists():  # not a checkpoint: delete as usual
+            return delete(path, ignore_errors=ignore_errors)
+        (pathlib.Path(path) / "replay.npz").unlink()  # one file gone, then the process dies
+        raise Killed
+
+    monkeypatch.setattr(checkpoints_lib.shutil, "rmtree", dies_half_way)
+    with pytest.raises(Killed):
+        directory.save(30, {"w": np.ones(2)}, replay, {"step": 30})
+    monkeypatch.undo()
+    left = directory.all()
+    assert [path.name for path in left] == [f"ckpt-{20:010d}", f"ckpt-{30:010d}"]
+    for path in left:
+        assert {f.name for f in path.iterdir()} == {"model.npz", "replay.npz", "state.json"}
+    directory.remove_temporaries()  # what the next start does
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == [path.name for path in left]
+
+
 def test_damaged_replay_in_a_checkpoint_is_a_checkpoint_error(tmp_path):
     training.Trainer("SmoothieBandit-v0", bandit_hparams(total_steps=50), 0, tmp_path / "run").run()
     latest = CheckpointDirectory(tmp_path / "run" / "checkpoints").latest()
