@@ -97,6 +97,16 @@ def runs_of(arm: str, seeds: range) -> str:
     return f"{arm}=" + ",".join(f"runs/confirm/Hopper-v4/{arm}/seed{seed}" for seed in seeds)
 
 
+def report_calls(arms: str, out: str) -> list[str]:
+    """The two bin/report calls of hopper_report.sh: last evaluation, then the five-evaluation
+    score, both writing under `out`."""
+    common = f"--steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 --out={out}.png"
+    return [
+        f"{arms} {common} --markdown={out}_table.md --per_run",
+        f"{arms} {common} --window=40000 --markdown={out}_window_table.md --per_run",
+    ]
+
+
 def test_report_defaults_to_the_study_seeds_and_all_four_arms(tmp_path):
     root = project(tmp_path)
     result, calls = run(root, "hopper_report.sh")
@@ -105,13 +115,7 @@ def test_report_defaults_to_the_study_seeds_and_all_four_arms(tmp_path):
         runs_of(arm, range(100, 105))
         for arm in ("ddpg", "smoothie", "smoothie_kl", "smoothie_kl_log_variance_lr")
     )
-    common = (
-        "--steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 --out=results/reproduction.png"
-    )
-    assert calls == [
-        f"{arms} {common} --markdown=results/reproduction_table.md --per_run",
-        f"{arms} {common} --window=40000 --markdown=results/reproduction_window_table.md --per_run",
-    ]
+    assert calls == report_calls(arms, "results/reproduction")
 
 
 def test_report_of_other_seeds_writes_files_of_its_own(tmp_path):
@@ -119,12 +123,7 @@ def test_report_of_other_seeds_writes_files_of_its_own(tmp_path):
     result, calls = run(root, "hopper_report.sh", "--seeds=100-109", "smoothie", "ddpg", "smoothie")
     assert result.returncode == 0, result.stderr
     arms = f"{runs_of('ddpg', range(100, 110))} {runs_of('smoothie', range(100, 110))}"
-    out = "results/reproduction_seeds100-109"
-    common = f"--steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 --out={out}.png"
-    assert calls == [
-        f"{arms} {common} --markdown={out}_table.md --per_run",
-        f"{arms} {common} --window=40000 --markdown={out}_window_table.md --per_run",
-    ]
+    assert calls == report_calls(arms, "results/reproduction_seeds100-109")
 
 
 ARMS = ("ddpg", "smoothie", "smoothie_kl", "smoothie_kl_log_variance_lr")
@@ -197,12 +196,7 @@ def test_report_of_one_arm_with_padded_seeds_still_has_ddpg(tmp_path):
     result, calls = run(root, "hopper_report.sh", "--seeds=0102-0104", "smoothie_kl")
     assert result.returncode == 0, result.stderr
     arms = f"{runs_of('ddpg', range(102, 105))} {runs_of('smoothie_kl', range(102, 105))}"
-    out = "results/reproduction_seeds102-104"
-    common = f"--steps=100000,200000,300000 --baseline=ddpg --reps=5000 --seed=0 --out={out}.png"
-    assert calls == [
-        f"{arms} {common} --markdown={out}_table.md --per_run",
-        f"{arms} {common} --window=40000 --markdown={out}_window_table.md --per_run",
-    ]
+    assert calls == report_calls(arms, "results/reproduction_seeds102-104")
 
 
 def test_report_stops_at_a_failed_report(tmp_path):
