@@ -374,7 +374,7 @@ class ActorCriticAgent(abc.ABC):
 
     # The compiled steps called as concrete functions (traced on first use, once, as the
     # tf.functions above would be): a call skips tf.function's matching of its arguments, about
-    # 0.3 ms, a seventh of a Hopper step of one run.
+    # 0.3 ms, an eighth to a sixth of a Hopper step of one run.
     @functools.cached_property
     def _train_step_call(self) -> tf.types.experimental.ConcreteFunction:
         return self.population_train_step.get_concrete_function()
