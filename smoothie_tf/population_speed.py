@@ -127,6 +127,13 @@ def _environment(threads: int) -> dict:
     }
 
 
+def _start(command: list[str], threads: int) -> subprocess.Popen:
+    """A measuring process with `threads` TensorFlow threads, its output captured."""
+    return subprocess.Popen(
+        command, env=_environment(threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def _read(process: subprocess.Popen) -> dict:
     out, err = process.communicate()
     if process.returncode != 0:
@@ -154,25 +161,12 @@ def population_figures(
     figures: dict = {"env": env_id, "hparams": agent_file, "steps": steps, "threads": threads}
     by_size = {}
     for size in sizes:
-        process = subprocess.Popen(
-            _command(env_id, agent_file, size, steps),
-            env=_environment(threads),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        by_size[size] = _read(process)
+        by_size[size] = _read(_start(_command(env_id, agent_file, size, steps), threads))
     figures["populations"] = {str(size): entry for size, entry in by_size.items()}
-    figures["one_thread_step"] = {}
-    for size in sizes:
-        process = subprocess.Popen(
-            _command(env_id, agent_file, size, steps, step_only=True),
-            env=_environment(1),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        figures["one_thread_step"][str(size)] = _read(process)
+    figures["one_thread_step"] = {
+        str(size): _read(_start(_command(env_id, agent_file, size, steps, step_only=True), 1))
+        for size in sizes
+    }
     if processes:
         figures["separate_processes"] = _at_once(env_id, agent_file, 1, steps, processes)
     if side_by_side:
@@ -199,16 +193,7 @@ def population_figures(
 
 def _at_once(env_id: str, agent_file: str, members: int, steps: int, count: int) -> dict:
     """`count` populations of `members` (one thread each) started together: their summed rate."""
-    started = [
-        subprocess.Popen(
-            _command(env_id, agent_file, members, steps),
-            env=_environment(1),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
+    started = [_start(_command(env_id, agent_file, members, steps), 1) for _ in range(count)]
     each = [_read(process) for process in started]
     return {
         "processes": count,
