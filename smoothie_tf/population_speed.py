@@ -7,6 +7,8 @@ prints one JSON object, and `population_figures` starts those processes one afte
 `processes` single runs side by side, then (`side_by_side`) one one-thread population per CPU,
 all at once. `--step_only=1` times the compiled train step alone instead (no environment), which
 `population_figures` does for every size on one thread: what one member's update costs a core.
+With `rounds` > 1, `population_figures` repeats the whole-loop measurements and reports the
+median of the ratios taken within each round, with their range.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import pathlib
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,46 +152,109 @@ def population_figures(
     processes: int = 3,
     threads: int | None = None,
     side_by_side: tuple[int, ...] = (),
+    rounds: int = 1,
+    log=None,
 ) -> dict:
     """`loop_figures` for each population size, one process after another (TensorFlow with
-    `threads` threads each, default: every CPU) and its compiled step alone on one thread
-    (`step_figures`), then `processes` single runs at once, one thread
+    `threads` threads each, default: every CPU), then `processes` single runs at once, one thread
     each (the way separate runs share this machine), and the ratios the populations are judged by.
     For each size in `side_by_side`, also one one-thread population of that size per CPU, all at
-    once (the way `bin/search --population=P --cpus_per_trial=1` fills the machine)."""
+    once (the way `bin/search --population=P --cpus_per_trial=1` fills the machine). Last, each
+    size's compiled step alone on one thread (`step_figures`).
+
+    With `rounds` > 1 all the whole-loop measurements are taken again, round after round, and a
+    ratio is taken within each round (its two rates measured minutes apart, not an hour): each
+    ratio reported is the median of the rounds' ratios, with their range (`ratio_ranges`); each
+    rate is the median round's measurement, with every round's rate (`rounds_env_steps_per_sec`).
+    The machine's speed can drift by tens of percent within minutes, so one round's ratios can
+    land on either side of a target that the median of several does not. `log(line)`, if given,
+    is called as each round starts and as the step-alone measurements start."""
     cpus = len(os.sched_getaffinity(0))
     threads = threads or cpus
-    figures: dict = {"env": env_id, "hparams": agent_file, "steps": steps, "threads": threads}
-    by_size = {}
-    for size in sizes:
-        by_size[size] = _read(_start(_command(env_id, agent_file, size, steps), threads))
-    figures["populations"] = {str(size): entry for size, entry in by_size.items()}
+    log = log or (lambda line: None)
+    measured = []
+    for r in range(rounds):
+        log(f"population speed: round {r + 1} of {rounds} (whole loops of {steps} steps)")
+        measured.append(
+            _measure_round(env_id, agent_file, sizes, steps, processes, threads, side_by_side, cpus)
+        )
+    figures: dict = {
+        "env": env_id,
+        "hparams": agent_file,
+        "steps": steps,
+        "threads": threads,
+        "rounds": rounds,
+    }
+    figures["populations"] = {
+        str(size): _median_entry([m["populations"][size] for m in measured]) for size in sizes
+    }
+    if processes:
+        figures["separate_processes"] = _median_entry([m["separate_processes"] for m in measured])
+    if side_by_side:
+        figures["side_by_side"] = {
+            str(size): _median_entry([m["side_by_side"][size] for m in measured]) for size in side_by_side
+        }
+    ratios = [_ratios(m, processes) for m in measured]
+    ranges = {}
+    for key in ratios[0]:
+        values = [r[key] for r in ratios]
+        group, size, name = key
+        median = round(statistics.median(values), 2)
+        if group == "side_by_side":
+            figures["side_by_side"][size][name] = median
+        else:
+            figures.setdefault(name, {})[size] = median
+        ranges.setdefault(f"{group}/{size}", {})[name] = [min(values), max(values)]
+    if rounds > 1:
+        figures["ratio_ranges"] = ranges
+    log("population speed: each size's step alone on one thread")
     figures["one_thread_step"] = {
         str(size): _read(_start(_command(env_id, agent_file, size, steps, step_only=True), 1))
         for size in sizes
     }
-    if processes:
-        figures["separate_processes"] = _at_once(env_id, agent_file, 1, steps, processes)
-    if side_by_side:
-        figures["side_by_side"] = {
-            str(size): _at_once(env_id, agent_file, size, steps, cpus) for size in side_by_side
-        }
-    if 1 in by_size:
-        single = by_size[1]["env_steps_per_sec"]
-        figures["over_single_run"] = {
-            str(size): round(entry["env_steps_per_sec"] / single, 2) for size, entry in by_size.items()
-        }
-    if processes:
-        together = figures["separate_processes"]["env_steps_per_sec"]
-        figures[f"over_{processes}_processes"] = {
-            str(size): round(entry["env_steps_per_sec"] / together, 2) for size, entry in by_size.items()
-        }
-    for entry in figures.get("side_by_side", {}).values():
-        if 1 in by_size:
-            entry["over_single_run"] = round(entry["env_steps_per_sec"] / single, 2)
-        if processes:
-            entry[f"over_{processes}_processes"] = round(entry["env_steps_per_sec"] / together, 2)
     return figures
+
+
+def _measure_round(env_id, agent_file, sizes, steps, processes, threads, side_by_side, cpus) -> dict:
+    """One round of `population_figures`' whole-loop measurements, keyed by size."""
+    measured: dict = {
+        "populations": {
+            size: _read(_start(_command(env_id, agent_file, size, steps), threads)) for size in sizes
+        }
+    }
+    if processes:
+        measured["separate_processes"] = _at_once(env_id, agent_file, 1, steps, processes)
+    if side_by_side:
+        measured["side_by_side"] = {
+            size: _at_once(env_id, agent_file, size, steps, cpus) for size in side_by_side
+        }
+    return measured
+
+
+def _ratios(measured: dict, processes: int) -> dict[tuple[str, str, str], float]:
+    """One round's ratios: (group, size, name) -> the group's rate over the single run's
+    ("over_single_run") or over the separate processes' ("over_<processes>_processes")."""
+    yardsticks = {}
+    if 1 in measured["populations"]:
+        yardsticks["over_single_run"] = measured["populations"][1]["env_steps_per_sec"]
+    if processes:
+        yardsticks[f"over_{processes}_processes"] = measured["separate_processes"]["env_steps_per_sec"]
+    ratios = {}
+    for group in ("populations", "side_by_side"):
+        for size, entry in measured.get(group, {}).items():
+            for name, yardstick in yardsticks.items():
+                ratios[(group, str(size), name)] = round(entry["env_steps_per_sec"] / yardstick, 3)
+    return ratios
+
+
+def _median_entry(entries: list[dict]) -> dict:
+    """The entry with the median rate (the lower of the two middle ones for an even count), with
+    every round's rate beside it when there are several."""
+    rates = [e["env_steps_per_sec"] for e in entries]
+    chosen = dict(entries[rates.index(statistics.median_low(rates))])
+    if len(entries) > 1:
+        chosen["rounds_env_steps_per_sec"] = rates
+    return chosen
 
 
 def _at_once(env_id: str, agent_file: str, members: int, steps: int, count: int) -> dict:

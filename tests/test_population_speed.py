@@ -3,6 +3,7 @@ and ratios that follow from the rates they report."""
 
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
@@ -127,6 +128,60 @@ def test_populations_side_by_side_sum_one_population_per_cpu(figures):
     assert entry["over_single_run"] == pytest.approx(entry["env_steps_per_sec"] / single, abs=0.01)
     together = figures["separate_processes"]["env_steps_per_sec"]
     assert entry["over_1_processes"] == pytest.approx(entry["env_steps_per_sec"] / together, abs=0.01)
+
+
+def test_with_rounds_each_ratio_is_the_median_of_the_ratios_within_each_round(monkeypatch):
+    # Rates by round: the single run, the population of 8 (one process), each of the three
+    # single-run processes, each one-thread population of 4 side by side. Round 3's slow single
+    # run makes the ratio of the median rates (300 / 120 = 2.5) differ from the median ratio (2.0).
+    rates = [
+        {"1": 100.0, "8": 200.0, "separate": 50.0, "side": 90.0},
+        {"1": 200.0, "8": 300.0, "separate": 60.0, "side": 100.0},
+        {"1": 120.0, "8": 330.0, "separate": 40.0, "side": 80.0},
+    ]
+    cpus = len(os.sched_getaffinity(0))
+    rounds_started = []
+
+    def start(command, threads):
+        members = next(a for a in command if a.startswith("--members=")).removeprefix("--members=")
+        if "--step_only=1" in command:
+            return ("step", members)
+        if members == "1" and threads != 1:
+            rounds_started.append(len(rounds_started))  # each round begins with the single run
+        round_ = rates[rounds_started[-1]]
+        if threads != 1:
+            return ("loop", members, round_[members])
+        return ("loop", members, round_["separate" if members == "1" else "side"])
+
+    def read(process):
+        if process[0] == "step":
+            return {"step_ms": 1.0}
+        return {"members": int(process[1]), "env_steps_per_sec": process[2]}
+
+    monkeypatch.setattr(population_speed, "_start", start)
+    monkeypatch.setattr(population_speed, "_read", read)
+    lines = []
+    figures = population_speed.population_figures(
+        sizes=(1, 8), processes=3, threads=2, side_by_side=(4,), rounds=3, log=lines.append
+    )
+    assert figures["rounds"] == 3 and len(rounds_started) == 3
+    assert [line.split(" (")[0] for line in lines[:3]] == [
+        f"population speed: round {r} of 3" for r in (1, 2, 3)
+    ]
+    # Within-round ratios of 8 over the single run: 2.0, 1.5, 2.75.
+    assert figures["over_single_run"]["8"] == 2.0
+    assert figures["ratio_ranges"]["populations/8"]["over_single_run"] == [1.5, 2.75]
+    # Over the three processes (150, 180, 120): 1.333, 1.667, 2.75.
+    assert figures["over_3_processes"]["8"] == 1.67
+    # Side by side (90, 100, 80 per CPU) over the single run (100, 200, 120).
+    side = figures["side_by_side"]["4"]
+    assert side["over_single_run"] == round(statistics.median([0.9 * cpus, 0.5 * cpus, 80 * cpus / 120]), 2)
+    assert side["env_steps_per_sec"] == 90.0 * cpus  # the median round's
+    assert side["rounds_env_steps_per_sec"] == [90.0 * cpus, 100.0 * cpus, 80.0 * cpus]
+    assert figures["populations"]["8"]["env_steps_per_sec"] == 300.0
+    assert figures["populations"]["8"]["rounds_env_steps_per_sec"] == [200.0, 300.0, 330.0]
+    assert figures["separate_processes"]["env_steps_per_sec"] == 150.0
+    assert set(figures["one_thread_step"]) == {"1", "8"}  # timed once, after the rounds
 
 
 @pytest.mark.parametrize(
