@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -153,7 +154,7 @@ def population_figures(
     threads: int | None = None,
     side_by_side: tuple[int, ...] = (),
     rounds: int = 1,
-    log=None,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
     """`loop_figures` for each population size, one process after another (TensorFlow with
     `threads` threads each, default: every CPU), then `processes` single runs at once, one thread
@@ -162,22 +163,23 @@ def population_figures(
     once (the way `bin/search --population=P --cpus_per_trial=1` fills the machine). Last, each
     size's compiled step alone on one thread (`step_figures`).
 
-    With `rounds` > 1 all the whole-loop measurements are taken again, round after round, and a
-    ratio is taken within each round (its two rates measured minutes apart, not an hour): each
-    ratio reported is the median of the rounds' ratios, with their range (`ratio_ranges`); each
-    rate is the median round's measurement, with every round's rate (`rounds_env_steps_per_sec`).
-    The machine's speed can drift by tens of percent within minutes, so one round's ratios can
-    land on either side of a target that the median of several does not. `log(line)`, if given,
-    is called as each round starts and as the step-alone measurements start."""
-    cpus = len(os.sched_getaffinity(0))
-    threads = threads or cpus
+    With `rounds` > 1 the whole-loop measurements are taken `rounds` times, round after round,
+    and each ratio within its round (its two rates measured minutes apart, not an hour): a ratio
+    reported is the median of the rounds' ratios, with the lowest and highest beside it
+    (`<ratio>_range`), so it need not equal the quotient of the rates reported; a rate is the
+    median round's measurement (the lower middle one for an even count), with every round's rate
+    (`rounds_env_steps_per_sec`). The machine's speed can drift by tens of percent within
+    minutes, so one round's ratios can land on either side of a target that the median of
+    several does not. `log(line)`, if given, is called as each round starts and as the
+    step-alone measurements start."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    threads = threads or len(os.sched_getaffinity(0))
     log = log or (lambda line: None)
     measured = []
-    for r in range(rounds):
-        log(f"population speed: round {r + 1} of {rounds} (whole loops of {steps} steps)")
-        measured.append(
-            _measure_round(env_id, agent_file, sizes, steps, processes, threads, side_by_side, cpus)
-        )
+    for index in range(rounds):
+        log(f"population speed: round {index + 1} of {rounds} (whole loops of {steps} steps)")
+        measured.append(_measure_round(env_id, agent_file, sizes, steps, processes, threads, side_by_side))
     figures: dict = {
         "env": env_id,
         "hparams": agent_file,
@@ -194,19 +196,24 @@ def population_figures(
         figures["side_by_side"] = {
             str(size): _median_entry([m["side_by_side"][size] for m in measured]) for size in side_by_side
         }
-    ratios = [_ratios(m, processes) for m in measured]
-    ranges = {}
-    for key in ratios[0]:
-        values = [r[key] for r in ratios]
-        group, size, name = key
-        median = round(statistics.median(values), 2)
-        if group == "side_by_side":
-            figures["side_by_side"][size][name] = median
-        else:
-            figures.setdefault(name, {})[size] = median
-        ranges.setdefault(f"{group}/{size}", {})[name] = [min(values), max(values)]
-    if rounds > 1:
-        figures["ratio_ranges"] = ranges
+    per_round = [_ratios(m, processes) for m in measured]
+    for name in per_round[0]:
+        figures[name] = {}
+        if rounds > 1:
+            figures[f"{name}_range"] = {}
+        for group, size in per_round[0][name]:
+            values = [ratios[name][group, size] for ratios in per_round]
+            median = round(statistics.median(values), 2)
+            spread = [round(min(values), 2), round(max(values), 2)]
+            if group == "side_by_side":  # kept in the side-by-side entry
+                entry = figures["side_by_side"][size]
+                entry[name] = median
+                if rounds > 1:
+                    entry[f"{name}_range"] = spread
+            else:
+                figures[name][size] = median
+                if rounds > 1:
+                    figures[f"{name}_range"][size] = spread
     log("population speed: each size's step alone on one thread")
     figures["one_thread_step"] = {
         str(size): _read(_start(_command(env_id, agent_file, size, steps, step_only=True), 1))
@@ -215,8 +222,17 @@ def population_figures(
     return figures
 
 
-def _measure_round(env_id, agent_file, sizes, steps, processes, threads, side_by_side, cpus) -> dict:
+def _measure_round(
+    env_id: str,
+    agent_file: str,
+    sizes: tuple[int, ...],
+    steps: int,
+    processes: int,
+    threads: int,
+    side_by_side: tuple[int, ...],
+) -> dict:
     """One round of `population_figures`' whole-loop measurements, keyed by size."""
+    cpus = len(os.sched_getaffinity(0))
     measured: dict = {
         "populations": {
             size: _read(_start(_command(env_id, agent_file, size, steps), threads)) for size in sizes
@@ -231,20 +247,23 @@ def _measure_round(env_id, agent_file, sizes, steps, processes, threads, side_by
     return measured
 
 
-def _ratios(measured: dict, processes: int) -> dict[tuple[str, str, str], float]:
-    """One round's ratios: (group, size, name) -> the group's rate over the single run's
-    ("over_single_run") or over the separate processes' ("over_<processes>_processes")."""
+def _ratios(measured: dict, processes: int) -> dict[str, dict[tuple[str, str], float]]:
+    """One round's ratios, unrounded: name -> (group, size) -> the rate of that population over
+    the single run's ("over_single_run", when size 1 was measured) or over the separate
+    processes' ("over_<processes>_processes"); group is "populations" or "side_by_side"."""
     yardsticks = {}
     if 1 in measured["populations"]:
         yardsticks["over_single_run"] = measured["populations"][1]["env_steps_per_sec"]
     if processes:
         yardsticks[f"over_{processes}_processes"] = measured["separate_processes"]["env_steps_per_sec"]
-    ratios = {}
-    for group in ("populations", "side_by_side"):
-        for size, entry in measured.get(group, {}).items():
-            for name, yardstick in yardsticks.items():
-                ratios[(group, str(size), name)] = round(entry["env_steps_per_sec"] / yardstick, 3)
-    return ratios
+    return {
+        name: {
+            (group, str(size)): entry["env_steps_per_sec"] / yardstick
+            for group in ("populations", "side_by_side")
+            for size, entry in measured.get(group, {}).items()
+        }
+        for name, yardstick in yardsticks.items()
+    }
 
 
 def _median_entry(entries: list[dict]) -> dict:

@@ -3,7 +3,6 @@ and ratios that follow from the rates they report."""
 
 import os
 import pathlib
-import statistics
 import subprocess
 import sys
 
@@ -130,28 +129,32 @@ def test_populations_side_by_side_sum_one_population_per_cpu(figures):
     assert entry["over_1_processes"] == pytest.approx(entry["env_steps_per_sec"] / together, abs=0.01)
 
 
-def test_with_rounds_each_ratio_is_the_median_of_the_ratios_within_each_round(monkeypatch):
-    # Rates by round: the single run, the population of 8 (one process), each of the three
-    # single-run processes, each one-thread population of 4 side by side. Round 3's slow single
-    # run makes the ratio of the median rates (300 / 120 = 2.5) differ from the median ratio (2.0).
-    rates = [
-        {"1": 100.0, "8": 200.0, "separate": 50.0, "side": 90.0},
-        {"1": 200.0, "8": 300.0, "separate": 60.0, "side": 100.0},
-        {"1": 120.0, "8": 330.0, "separate": 40.0, "side": 80.0},
-    ]
-    cpus = len(os.sched_getaffinity(0))
-    rounds_started = []
+# Rates by round of the faked measuring processes: the single run ("1"), the population of 8 in
+# one process ("8"), each of the three single-run processes ("separate") and each one-thread
+# population of 4 side by side ("side"). They are chosen so that every ratio of the median rates
+# differs from the median of the ratios within each round.
+ROUNDS = [
+    {"1": 100.0, "8": 200.0, "separate": 50.0, "side": 90.0},
+    {"1": 200.0, "8": 300.0, "separate": 40.0, "side": 70.0},
+    {"1": 120.0, "8": 330.0, "separate": 60.0, "side": 100.0},
+]
+
+
+def fake_processes(monkeypatch, rounds: list[dict]) -> list[tuple]:
+    """Measuring processes replaced by the rates of `rounds`; returns the starts, in order."""
+    started = []
 
     def start(command, threads):
         members = next(a for a in command if a.startswith("--members=")).removeprefix("--members=")
         if "--step_only=1" in command:
-            return ("step", members)
-        if members == "1" and threads != 1:
-            rounds_started.append(len(rounds_started))  # each round begins with the single run
-        round_ = rates[rounds_started[-1]]
-        if threads != 1:
-            return ("loop", members, round_[members])
-        return ("loop", members, round_["separate" if members == "1" else "side"])
+            started.append(("step", members))
+            return started[-1]
+        if members == "1" and threads != 1:  # each round begins with the single run
+            started.append(("round",))
+        rates = rounds[sum(1 for s in started if s == ("round",)) - 1]
+        rate = rates[members] if threads != 1 else rates["separate" if members == "1" else "side"]
+        started.append(("loop", members, rate))
+        return started[-1]
 
     def read(process):
         if process[0] == "step":
@@ -160,32 +163,88 @@ def test_with_rounds_each_ratio_is_the_median_of_the_ratios_within_each_round(mo
 
     monkeypatch.setattr(population_speed, "_start", start)
     monkeypatch.setattr(population_speed, "_read", read)
-    lines = []
-    figures = population_speed.population_figures(
-        sizes=(1, 8), processes=3, threads=2, side_by_side=(4,), rounds=3, log=lines.append
+    return started
+
+
+def rounds_figures(rounds: int, log=None) -> dict:
+    return population_speed.population_figures(
+        sizes=(1, 8), processes=3, threads=2, side_by_side=(4,), rounds=rounds, log=log
     )
-    assert figures["rounds"] == 3 and len(rounds_started) == 3
-    assert [line.split(" (")[0] for line in lines[:3]] == [
-        f"population speed: round {r} of 3" for r in (1, 2, 3)
+
+
+def test_with_rounds_each_ratio_is_the_median_of_the_ratios_within_each_round(monkeypatch):
+    started = fake_processes(monkeypatch, ROUNDS)
+    lines = []
+    figures = rounds_figures(3, log=lines.append)
+    cpus = len(os.sched_getaffinity(0))
+    assert figures["rounds"] == 3
+    assert lines == [f"population speed: round {r} of 3 (whole loops of 3000 steps)" for r in (1, 2, 3)] + [
+        "population speed: each size's step alone on one thread"
     ]
-    # Within-round ratios of 8 over the single run: 2.0, 1.5, 2.75.
-    assert figures["over_single_run"]["8"] == 2.0
-    assert figures["ratio_ranges"]["populations/8"]["over_single_run"] == [1.5, 2.75]
-    # Over the three processes (150, 180, 120): 1.333, 1.667, 2.75.
-    assert figures["over_3_processes"]["8"] == 1.67
-    # Side by side (90, 100, 80 per CPU) over the single run (100, 200, 120).
+    # The step alone is timed once per size, after every round.
+    assert [s[0] for s in started].count("round") == 3
+    assert started[-2:] == [("step", "1"), ("step", "8")] and [s[0] for s in started].count("step") == 2
+    # 8 over the single run, within rounds: 2.0, 1.5, 2.75 (the median rates give 300 / 120 = 2.5).
+    assert figures["over_single_run"] == {"1": 1.0, "8": 2.0}
+    assert figures["over_single_run_range"] == {"1": [1.0, 1.0], "8": [1.5, 2.75]}
+    # Over the three processes (150, 120, 180): 1.333, 2.5, 1.833 (median rates: 300 / 150 = 2.0).
+    assert figures["over_3_processes"] == {"1": 0.67, "8": 1.83}
+    assert figures["over_3_processes_range"] == {"1": [0.67, 1.67], "8": [1.33, 2.5]}
+    # Side by side (90, 70, 100 per CPU) over the single run: 0.9, 0.35, 0.833 per CPU (median
+    # rates: 0.75 per CPU); over the processes: 0.6, 0.583, 0.556 per CPU (median rates: 0.6).
     side = figures["side_by_side"]["4"]
-    assert side["over_single_run"] == round(statistics.median([0.9 * cpus, 0.5 * cpus, 80 * cpus / 120]), 2)
-    assert side["env_steps_per_sec"] == 90.0 * cpus  # the median round's
-    assert side["rounds_env_steps_per_sec"] == [90.0 * cpus, 100.0 * cpus, 80.0 * cpus]
+    assert side["over_single_run"] == round(cpus * 100 / 120, 2)
+    assert side["over_single_run_range"] == [round(cpus * 0.35, 2), round(cpus * 0.9, 2)]
+    assert side["over_3_processes"] == round(cpus * 70 / 120, 2)
+    assert side["over_3_processes_range"] == [round(cpus * 100 / 180, 2), round(cpus * 0.6, 2)]
+    # Each rate is the median round's measurement, every round's beside it.
+    assert side["env_steps_per_sec"] == 90.0 * cpus
+    assert side["rounds_env_steps_per_sec"] == [90.0 * cpus, 70.0 * cpus, 100.0 * cpus]
     assert figures["populations"]["8"]["env_steps_per_sec"] == 300.0
     assert figures["populations"]["8"]["rounds_env_steps_per_sec"] == [200.0, 300.0, 330.0]
     assert figures["separate_processes"]["env_steps_per_sec"] == 150.0
-    assert set(figures["one_thread_step"]) == {"1", "8"}  # timed once, after the rounds
+    assert figures["separate_processes"]["each"] == [50.0] * 3
+
+
+def test_with_an_even_number_of_rounds_a_rate_is_the_lower_middle_one(monkeypatch):
+    fake_processes(monkeypatch, ROUNDS[:2])
+    figures = rounds_figures(2)
+    assert figures["populations"]["8"]["env_steps_per_sec"] == 200.0
+    assert figures["separate_processes"]["env_steps_per_sec"] == 120.0
+    assert figures["over_single_run"]["8"] == 1.75  # the mean of the middle two: 2.0 and 1.5
+    assert figures["over_3_processes"]["8"] == round((200 / 150 + 300 / 120) / 2, 2)
+
+
+def test_one_round_reports_no_ranges(monkeypatch):
+    fake_processes(monkeypatch, ROUNDS)
+    figures = rounds_figures(1)
+    assert set(figures) == {
+        "env", "hparams", "steps", "threads", "rounds", "populations", "separate_processes",
+        "side_by_side", "over_single_run", "over_3_processes", "one_thread_step",
+    }  # fmt: skip
+    entries = [*figures["populations"].values(), figures["separate_processes"], figures["side_by_side"]["4"]]
+    assert not any("rounds_env_steps_per_sec" in entry for entry in entries)
+    assert not any(key.endswith("_range") for key in figures["side_by_side"]["4"])
+    assert figures["over_single_run"]["8"] == 2.0 and figures["over_3_processes"]["8"] == 1.33
+
+
+def test_rounds_below_one_are_refused(monkeypatch):
+    started = fake_processes(monkeypatch, ROUNDS)
+    with pytest.raises(ValueError, match="rounds must be at least 1, got 0"):
+        rounds_figures(0)
+    assert started == []
 
 
 @pytest.mark.parametrize(
-    "argument", ["--population_sizes=1,x", "--population_side_by_side=0", "--calls=0", "surplus", "--nope"]
+    "argument",
+    [
+        "--population_sizes=1,x",
+        "--population_side_by_side=0",
+        "--population_rounds=0",
+        "--calls=0",
+        "surplus",
+        "--nope",
+    ],
 )
 def test_benchmark_refuses_bad_input_with_one_line(argument):
     result = subprocess.run(
