@@ -131,17 +131,19 @@ def test_populations_side_by_side_sum_one_population_per_cpu(figures):
 
 # Rates by round of the faked measuring processes: the single run ("1"), the population of 8 in
 # one process ("8"), each of the three single-run processes ("separate") and each one-thread
-# population of 4 side by side ("side"). They are chosen so that every ratio of the median rates
-# differs from the median of the ratios within each round.
+# population of 4 side by side ("side"). Chosen so that the median rounds differ (the separate
+# processes' and the side by side's is round 3, the population of 8's round 2) and every ratio
+# but the single run's over itself differs from the quotient of the median rates.
 ROUNDS = [
-    {"1": 100.0, "8": 200.0, "separate": 50.0, "side": 90.0},
+    {"1": 120.0, "8": 200.0, "separate": 60.0, "side": 100.0},
     {"1": 200.0, "8": 300.0, "separate": 40.0, "side": 70.0},
-    {"1": 120.0, "8": 330.0, "separate": 60.0, "side": 100.0},
+    {"1": 100.0, "8": 330.0, "separate": 50.0, "side": 90.0},
 ]
 
 
-def fake_processes(monkeypatch, rounds: list[dict]) -> list[tuple]:
-    """Measuring processes replaced by the rates of `rounds`; returns the starts, in order."""
+def fake_processes(monkeypatch, rounds: list[dict], first_size: str = "1") -> list[tuple]:
+    """Measuring processes replaced by the rates of `rounds` (each round begins with the
+    population of `first_size`, on more than one thread); returns the starts, in order."""
     started = []
 
     def start(command, threads):
@@ -149,9 +151,9 @@ def fake_processes(monkeypatch, rounds: list[dict]) -> list[tuple]:
         if "--step_only=1" in command:
             started.append(("step", members))
             return started[-1]
-        if members == "1" and threads != 1:  # each round begins with the single run
+        if members == first_size and threads != 1:
             started.append(("round",))
-        rates = rounds[sum(1 for s in started if s == ("round",)) - 1]
+        rates = rounds[started.count(("round",)) - 1]
         rate = rates[members] if threads != 1 else rates["separate" if members == "1" else "side"]
         started.append(("loop", members, rate))
         return started[-1]
@@ -166,9 +168,9 @@ def fake_processes(monkeypatch, rounds: list[dict]) -> list[tuple]:
     return started
 
 
-def rounds_figures(rounds: int, log=None) -> dict:
+def rounds_figures(rounds: int, log=None, sizes=(1, 8)) -> dict:
     return population_speed.population_figures(
-        sizes=(1, 8), processes=3, threads=2, side_by_side=(4,), rounds=rounds, log=log
+        sizes=sizes, processes=3, threads=2, side_by_side=(4,), rounds=rounds, log=log
     )
 
 
@@ -182,28 +184,29 @@ def test_with_rounds_each_ratio_is_the_median_of_the_ratios_within_each_round(mo
         "population speed: each size's step alone on one thread"
     ]
     # The step alone is timed once per size, after every round.
-    assert [s[0] for s in started].count("round") == 3
+    assert started.count(("round",)) == 3
     assert started[-2:] == [("step", "1"), ("step", "8")] and [s[0] for s in started].count("step") == 2
-    # 8 over the single run, within rounds: 2.0, 1.5, 2.75 (the median rates give 300 / 120 = 2.5).
-    assert figures["over_single_run"] == {"1": 1.0, "8": 2.0}
-    assert figures["over_single_run_range"] == {"1": [1.0, 1.0], "8": [1.5, 2.75]}
-    # Over the three processes (150, 120, 180): 1.333, 2.5, 1.833 (median rates: 300 / 150 = 2.0).
-    assert figures["over_3_processes"] == {"1": 0.67, "8": 1.83}
-    assert figures["over_3_processes_range"] == {"1": [0.67, 1.67], "8": [1.33, 2.5]}
-    # Side by side (90, 70, 100 per CPU) over the single run: 0.9, 0.35, 0.833 per CPU (median
-    # rates: 0.75 per CPU); over the processes: 0.6, 0.583, 0.556 per CPU (median rates: 0.6).
+    # 8 over the single run, within rounds: 1.667, 1.5, 3.3 (the median rates give 300 / 120 = 2.5).
+    assert figures["over_single_run"] == {"1": 1.0, "8": 1.67}
+    assert figures["over_single_run_range"] == {"1": [1.0, 1.0], "8": [1.5, 3.3]}
+    # Over the three processes (180, 120, 150): 1.111, 2.5, 2.2 (median rates: 300 / 150 = 2.0).
+    assert figures["over_3_processes"] == {"1": 0.67, "8": 2.2}
+    assert figures["over_3_processes_range"] == {"1": [0.67, 1.67], "8": [1.11, 2.5]}
+    # Side by side (100, 70, 90 per CPU) over the single run: 0.833, 0.35, 0.9 per CPU (median
+    # rates: 0.75 per CPU); over the processes: 0.556, 0.583, 0.6 per CPU (median rates: 0.6).
     side = figures["side_by_side"]["4"]
     assert side["over_single_run"] == round(cpus * 100 / 120, 2)
     assert side["over_single_run_range"] == [round(cpus * 0.35, 2), round(cpus * 0.9, 2)]
     assert side["over_3_processes"] == round(cpus * 70 / 120, 2)
     assert side["over_3_processes_range"] == [round(cpus * 100 / 180, 2), round(cpus * 0.6, 2)]
-    # Each rate is the median round's measurement, every round's beside it.
-    assert side["env_steps_per_sec"] == 90.0 * cpus
-    assert side["rounds_env_steps_per_sec"] == [90.0 * cpus, 70.0 * cpus, 100.0 * cpus]
+    # Each entry is the median round's measurement, every round's rate beside it.
+    assert side["env_steps_per_sec"] == 90.0 * cpus and side["each"] == [90.0] * cpus
+    assert side["rounds_env_steps_per_sec"] == [100.0 * cpus, 70.0 * cpus, 90.0 * cpus]
     assert figures["populations"]["8"]["env_steps_per_sec"] == 300.0
     assert figures["populations"]["8"]["rounds_env_steps_per_sec"] == [200.0, 300.0, 330.0]
-    assert figures["separate_processes"]["env_steps_per_sec"] == 150.0
-    assert figures["separate_processes"]["each"] == [50.0] * 3
+    separate = figures["separate_processes"]
+    assert separate["env_steps_per_sec"] == 150.0 and separate["each"] == [50.0] * 3
+    assert separate["rounds_env_steps_per_sec"] == [180.0, 120.0, 150.0]
 
 
 def test_with_an_even_number_of_rounds_a_rate_is_the_lower_middle_one(monkeypatch):
@@ -211,8 +214,22 @@ def test_with_an_even_number_of_rounds_a_rate_is_the_lower_middle_one(monkeypatc
     figures = rounds_figures(2)
     assert figures["populations"]["8"]["env_steps_per_sec"] == 200.0
     assert figures["separate_processes"]["env_steps_per_sec"] == 120.0
-    assert figures["over_single_run"]["8"] == 1.75  # the mean of the middle two: 2.0 and 1.5
-    assert figures["over_3_processes"]["8"] == round((200 / 150 + 300 / 120) / 2, 2)
+    assert figures["separate_processes"]["each"] == [40.0] * 3
+    # The mean of the middle two: (200 / 120 + 300 / 200) / 2 and (200 / 180 + 300 / 120) / 2.
+    assert figures["over_single_run"]["8"] == 1.58
+    assert figures["over_3_processes"]["8"] == 1.81
+
+
+@pytest.mark.parametrize(
+    "rates, expected",
+    [
+        ([1004.0, 1014.0], 1.01),  # rounded to 2 decimals first: 1.0
+        ([1005.49] * 3, 1.01),  # rounded to 3 decimals first: 1.0
+    ],
+)
+def test_the_ratios_are_rounded_after_the_median(monkeypatch, rates, expected):
+    fake_processes(monkeypatch, [{"1": 1000.0, "8": rate, "separate": 1.0, "side": 1.0} for rate in rates])
+    assert rounds_figures(len(rates))["over_single_run"]["8"] == expected
 
 
 def test_one_round_reports_no_ranges(monkeypatch):
@@ -225,13 +242,21 @@ def test_one_round_reports_no_ranges(monkeypatch):
     entries = [*figures["populations"].values(), figures["separate_processes"], figures["side_by_side"]["4"]]
     assert not any("rounds_env_steps_per_sec" in entry for entry in entries)
     assert not any(key.endswith("_range") for key in figures["side_by_side"]["4"])
-    assert figures["over_single_run"]["8"] == 2.0 and figures["over_3_processes"]["8"] == 1.33
+    assert figures["over_single_run"]["8"] == 1.67 and figures["over_3_processes"]["8"] == 1.11
 
 
-def test_rounds_below_one_are_refused(monkeypatch):
+def test_without_a_single_run_there_is_no_ratio_over_it(monkeypatch):
+    fake_processes(monkeypatch, ROUNDS, first_size="8")
+    figures = rounds_figures(3, sizes=(8,))
+    assert "over_single_run" not in figures and "over_single_run" not in figures["side_by_side"]["4"]
+    assert figures["over_3_processes"] == {"8": 2.2}
+
+
+@pytest.mark.parametrize("rounds", [0, -1])
+def test_rounds_below_one_are_refused(monkeypatch, rounds):
     started = fake_processes(monkeypatch, ROUNDS)
-    with pytest.raises(ValueError, match="rounds must be at least 1, got 0"):
-        rounds_figures(0)
+    with pytest.raises(ValueError, match=f"rounds must be at least 1, got {rounds}"):
+        rounds_figures(rounds)
     assert started == []
 
 
