@@ -33,6 +33,7 @@ from smoothie_tf.checkpoints import PREFIX, CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import make_env
 from smoothie_tf.networks import unbatched_policy
 from smoothie_tf.replay import Batch, ReplayBuffer
+from smoothie_tf.startup import output_dir_problem
 from smoothie_tf.summaries import EVAL_RETURN, Summaries
 
 SUMMARY_INTERVAL = 1000  # env steps between train-step summaries
@@ -88,11 +89,26 @@ def package_versions() -> dict:
 
 
 def check_logdir(logdir: pathlib.Path, config: dict) -> bool:
-    """True when logdir holds this run already (resume); raises RunConfigError if another run."""
+    """True when logdir holds this run already (resume); raises RunConfigError if another run, or
+    anything but a run: a file, a directory of other files (the parent of runs, for instance)."""
+    problem = output_dir_problem(logdir)
+    if problem is not None:
+        raise RunConfigError(f"--logdir: {problem}")
     saved = logdir / "hparams.json"
     if not saved.exists():
         if (logdir / "checkpoints").exists():
             raise RunConfigError(f"{logdir} has checkpoints but no hparams.json; refusing to reuse it")
+        # A run writes hparams.json first; before it, at most its temporary (a start cut off).
+        others = (
+            sorted(p.name for p in logdir.iterdir() if p.name != "hparams.json.tmp")
+            if logdir.exists()
+            else []
+        )
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise RunConfigError(
+                f"{logdir} holds {shown} but no run (no hparams.json); choose a new or empty --logdir"
+            )
         return False
     try:
         previous = json.loads(saved.read_text())

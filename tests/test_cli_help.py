@@ -57,3 +57,17 @@ def test_an_unknown_flag_is_one_line_and_exit_2(tool, tmp_path):
     assert result.stdout == ""
     assert result.stderr == f"bin/{tool}: error: Unknown command line flag 'no_such_flag'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_bin_test_help_prints_its_docstring_and_runs_nothing(flag, tmp_path):
+    docstring = ast.get_docstring(ast.parse((ROOT / "bin" / "test").read_text()))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "test"), flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, docstring.strip(), "")
+    assert list(tmp_path.iterdir()) == []

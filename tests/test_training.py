@@ -414,6 +414,48 @@ def test_logdir_of_another_run_is_refused_untouched(finished_bandit_run):
     assert tree_snapshot(finished_bandit_run) == before
 
 
+@pytest.mark.parametrize("case", ["a_file", "the_parent_of_runs", "a_folder_of_other_files"])
+def test_a_logdir_that_is_not_a_run_is_refused_untouched(tmp_path, case):
+    """A file, or a directory holding files but no hparams.json, is not taken for a new run."""
+    if case == "a_file":
+        logdir = write(tmp_path / "notes.txt", "kept")
+        message = f"--logdir: {logdir} is a file, not a directory"
+    else:
+        logdir = tmp_path / "logdir"
+        children = (
+            ["seed0", "seed1"] if case == "the_parent_of_runs" else ["a.txt", "b.txt", "c.txt", "d.txt"]
+        )
+        logdir.mkdir()
+        for name in children:
+            if name.startswith("seed"):
+                (logdir / name).mkdir()
+            else:
+                write(logdir / name, name)
+        shown = ", ".join(children[:3]) + (", ..." if len(children) > 3 else "")
+        message = f"{logdir} holds {shown} but no run (no hparams.json); choose a new or empty --logdir"
+    before = tree_snapshot(tmp_path), sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = run_train(
+        "--env=SmoothieBandit-v0",
+        f"--hparams={ROOT / 'hparams' / 'bandit_smoothie.json'}",
+        f"--logdir={logdir}",
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"bin/train: error: {message}"], result.stderr
+    assert (tree_snapshot(tmp_path), sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))) == before
+
+
+def test_an_empty_logdir_or_one_left_by_a_start_cut_off_is_a_new_run(tmp_path):
+    config = training.resolved_config(bandit_hparams(total_steps=30), "SmoothieBandit-v0", 0)
+    assert training.check_logdir(tmp_path / "new", config) is False
+    assert training.check_logdir(tmp_path, config) is False  # exists, empty
+    write(tmp_path / "hparams.json.tmp", "{cut off")
+    assert training.check_logdir(tmp_path, config) is False
+    write(tmp_path / "other", "")
+    with pytest.raises(training.RunConfigError, match=r"holds other but no run"):
+        training.check_logdir(tmp_path, config)
+
+
 def wait_for_new_checkpoint(logdir: pathlib.Path, process, timeout=120.0) -> None:
     """Returns once the process has written a checkpoint newer than those there now (or ended)."""
     checkpoints = CheckpointDirectory(logdir / "checkpoints")
