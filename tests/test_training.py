@@ -445,6 +445,15 @@ def test_a_logdir_that_is_not_a_run_is_refused_untouched(tmp_path, case):
     assert (tree_snapshot(tmp_path), sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))) == before
 
 
+def test_running_a_finished_run_again_adds_no_events_file(tmp_path):
+    hp = bandit_hparams(total_steps=20, eval_interval=20, checkpoint_interval=20)
+    assert training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path).run()["step"] == 20
+    events = sorted(tmp_path.glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    assert training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path).run()["step"] == 20
+    assert sorted(tmp_path.glob("events.out.tfevents.*")) == events
+
+
 def test_an_empty_logdir_or_one_left_by_a_start_cut_off_is_a_new_run(tmp_path):
     config = training.resolved_config(bandit_hparams(total_steps=30), "SmoothieBandit-v0", 0)
     assert training.check_logdir(tmp_path / "new", config) is False
