@@ -56,17 +56,18 @@ class Group:
         return curve.steps, curve.iqm, curve.low, curve.high
 
     def final(self) -> dict:
-        """The last evaluation every seed has: step, mean and std across seeds, per-seed values."""
+        """The last evaluation every run has: step, mean and std across runs, per-run values (in
+        the order of the runs); "runs" counts the runs, which may share a seed (`run_unit`)."""
         steps, _, _, _ = self.curve()
         if len(steps) == 0:
-            return {"step": None, "mean": None, "std": None, "seeds": len(self.runs), "per_seed": []}
+            return {"step": None, "mean": None, "std": None, "runs": len(self.runs), "per_seed": []}
         last = steps[-1]
         values = [float(run.returns[np.searchsorted(run.steps, last)]) for run in self.runs]
         return {
             "step": int(last),
             "mean": float(np.mean(values)),
             "std": float(np.std(values)),
-            "seeds": len(self.runs),
+            "runs": len(self.runs),
             "per_seed": values,
         }
 
@@ -109,9 +110,37 @@ def eval_returns(logdir: str | pathlib.Path, tag: str = EVAL_RETURN) -> tuple[np
 
 
 def load_run(logdir: pathlib.Path) -> Run:
-    record = json.loads((logdir / "hparams.json").read_text())
+    """The run in `logdir`: its env, seed and hparams from hparams.json (PlotError, naming the
+    file, when that is not the JSON object bin/train writes) and its evaluations."""
+    env, seed, hparams = read_record(pathlib.Path(logdir) / "hparams.json")
     steps, returns = eval_returns(logdir)
-    return Run(logdir, record["env"], int(record["seed"]), record["hparams"], steps, returns)
+    return Run(logdir, env, seed, hparams, steps, returns)
+
+
+def read_record(path: pathlib.Path) -> tuple[str, int, dict]:
+    """(env id, seed, hparams) of a run's hparams.json, or PlotError in one line naming `path`."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PlotError(f"{path} is not valid JSON: {error}") from error
+    except OSError as error:
+        raise PlotError(f"{path} cannot be read: {error.strerror or error}") from error
+    expected = 'a run record: a JSON object {"env": string, "seed": integer, "hparams": object, ...}'
+    if not isinstance(record, dict):
+        raise PlotError(f"{path} is not {expected}; it holds a JSON {_json_type(record)}")
+    missing = [key for key in ("env", "seed", "hparams") if key not in record]
+    if missing:
+        raise PlotError(f"{path} is not {expected}; it lacks {', '.join(missing)}")
+    env, seed, hparams = record["env"], record["seed"], record["hparams"]
+    if not isinstance(env, str) or not isinstance(hparams, dict) or type(seed) is not int:
+        found = f"env {env!r}, seed {seed!r}, hparams a JSON {_json_type(hparams)}"
+        raise PlotError(f"{path} is not {expected}; it has {found}")
+    return env, seed, hparams
+
+
+def _json_type(value) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null")
 
 
 def _label(runs: Sequence[Run]) -> str:
@@ -151,11 +180,11 @@ def run_unit(runs: Sequence[Run]) -> str:
 
 
 def curve_label(group: Group, steps: np.ndarray) -> str:
-    """The legend of a group's curve over `steps`, saying where a lagging seed cuts it short."""
+    """The legend of a group's curve over `steps`, saying where a lagging run cuts it short."""
     count, unit = len(group.runs), run_unit(group.runs)
     label = f"{group.label} ({count} {unit if count > 1 else unit[:-1]})"
     if len(steps) and steps[-1] < max(run.steps[-1] for run in group.runs if len(run.steps)):
-        label += f", cut at {steps[-1]}: a seed ends there"
+        label += f", cut at {steps[-1]}: a {unit[:-1]} ends there"
     return label
 
 

@@ -4,6 +4,7 @@ stratified-bootstrap intervals (rliable), on hand-computed arrays and synthetic 
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -266,24 +267,43 @@ def test_arms_that_cannot_be_compared_are_refused(arms_root, tmp_path):
         aggregate.load_arms({"kl": [tmp_path / "bare"]})
     with pytest.raises(aggregate.AggregateError, match="arm mixed mixes environments: Hopper-v4, Walker2d"):
         aggregate.load_arms({"mixed": [arms_root / "kl", tmp_path / "walker"]})
+    (tmp_path / "corrupt" / "seed0").mkdir(parents=True)
+    (tmp_path / "corrupt" / "seed0" / "hparams.json").write_text('{"env": "Hopper-v4", "seed": 0,\n')
+    expected = f"arm kl: {tmp_path / 'corrupt' / 'seed0' / 'hparams.json'} is not valid JSON: Expecting"
+    with pytest.raises(aggregate.AggregateError, match=re.escape(expected)):  # bin/report: one line, exit 2
+        aggregate.load_arms({"kl": [arms_root / "kl", tmp_path / "corrupt"]})
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "give at least one arm"),  # these two before the runs are read,
+        ([], "give at least one arm"),  # these before the runs are read,
         (["kl={kl}", "--steps=100,abc"], "--steps must be a comma-separated list of integers"),
+        (["kl={kl}", "--seed=-1"], "flag --seed=-1: -1 is not an integer in the range [0, 4294967295]"),
+        (["kl={kl}", "--seed=4294967296"], "4294967296 is not an integer in the range"),
+        # the outputs are checked before the runs are read too (the corrupt run would fail otherwise),
+        (["kl={corrupt}", "--out={out}/figure.jpg"], "--out: must name a .png file, got {out}/figure.jpg"),
+        (["kl={corrupt}", "--out={notes}/f.png"], "--out: {notes} is a file, so {notes}/f.png"),
+        (["kl={corrupt}", "--markdown={notes}/t.md"], "--markdown: {notes} is a file, so {notes}/t.md"),
+        (["kl={corrupt}", "--markdown={out}/figure.png"], "--markdown and --out name the same file"),
         (["kl={kl}", "ddpg={ddpg}", "--baseline=sac"], "baseline 'sac' is not an arm"),  # this one after
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(arms_root, tmp_path, args, message):
-    names = {"kl": arms_root / "kl", "ddpg": arms_root / "ddpg"}
-    out = tmp_path / "figure.png"
-    result = run_report(*(arg.format(**names) for arg in args), f"--out={out}", f"--markdown={tmp_path}/t.md")
+    inputs, out = tmp_path / "inputs", tmp_path / "out"
+    (inputs / "corrupt" / "seed0").mkdir(parents=True)
+    (inputs / "corrupt" / "seed0" / "hparams.json").write_text('{"env": "Hopper-v4", "seed": 0,\n')
+    (inputs / "notes").write_text("a file\n")
+    names = {"kl": arms_root / "kl", "ddpg": arms_root / "ddpg", "out": out}
+    names |= {"corrupt": inputs / "corrupt", "notes": inputs / "notes"}
+    defaults = [f"--out={out}/figure.png", f"--markdown={out}/t.md"]  # a case's own flag comes later and wins
+    result = run_report(*defaults, *(arg.format(**names) for arg in args))
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bin/report: error:") and message in lines[0], lines
-    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+    assert len(lines) == 1 and lines[0].startswith("bin/report: error:"), lines
+    assert message.format(**names) in lines[0], lines
+    assert result.stdout == "" and not out.exists()
+    assert sorted(path.name for path in inputs.rglob("*")) == ["corrupt", "hparams.json", "notes", "seed0"]
 
 
 def test_runs_that_share_a_seed_are_counted_as_runs_not_seeds(tmp_path):

@@ -40,7 +40,7 @@ def test_runs_are_grouped_by_configuration_with_mean_and_spread(runs_root):
         np.testing.assert_allclose(low, values.min(axis=0))
         np.testing.assert_allclose(high, values.max(axis=0))
         final = group.final()
-        assert final["step"] == 200 and final["seeds"] == 2
+        assert final["step"] == 200 and final["runs"] == 2
         assert final["mean"] == pytest.approx(values[:, -1].mean())
         assert final["std"] == pytest.approx(values[:, -1].std())
     assert not np.allclose(groups[0].curve()[1], groups[1].curve()[1])
@@ -71,6 +71,7 @@ def test_bin_plot_writes_a_png_and_prints_the_final_returns(runs_root, tmp_path)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("SmoothieBandit-v0")]
     assert [(row[1], row[2], row[3]) for row in rows] == [("ddpg", "2", "200"), ("smoothie", "2", "200")]
+    assert result.stdout.splitlines()[0].split()[:4] == ["env", "configuration", "seeds", "step"]
 
 
 @pytest.mark.parametrize(
@@ -79,17 +80,72 @@ def test_bin_plot_writes_a_png_and_prints_the_final_returns(runs_root, tmp_path)
         ([], "at least one run directory"),
         (["/nonexistent/runs"], "is not a directory"),
         (["{empty}"], "no runs"),
-        (["{runs}", "--out={tmp}/figure.jpg"], "must name a .png"),
+        (["{runs}", "--out={tmp}/figure.jpg"], "--out: must name a .png file, got {tmp}/figure.jpg"),
+        (["{corrupt}"], "{corrupt}/seed0/hparams.json is not valid JSON: Expecting property name"),
+        # The output is checked before any run is read (the corrupt one would fail otherwise).
+        (["{corrupt}", "--out={notes}/figure.png"], "--out: {notes} is a file, so {notes}/figure.png"),
+        (["{corrupt}", "--out={empty}"], "--out: must name a .png file, got {empty}"),
+        (["{corrupt}", "--out={tmp}/taken.png"], "--out: {tmp}/taken.png is a directory"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(runs_root, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
-    names = {"empty": tmp_path / "empty", "runs": runs_root, "tmp": tmp_path}
-    result = run_plot(*(arg.format(**names) for arg in args))
+    (tmp_path / "taken.png").mkdir()
+    (tmp_path / "notes").write_text("a file\n")
+    (tmp_path / "corrupt" / "seed0").mkdir(parents=True)
+    (tmp_path / "corrupt" / "seed0" / "hparams.json").write_text('{"env": "SmoothieBandit-v0", "seed": 0,\n')
+    names = {"empty": tmp_path / "empty", "runs": runs_root, "tmp": tmp_path, "notes": tmp_path / "notes"}
+    names["corrupt"] = tmp_path / "corrupt"
+    # An --out of the case's own comes later and wins.
+    result = run_plot(f"--out={tmp_path}/figure.png", *(arg.format(**names) for arg in args))
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bin/plot: error:") and message in lines[0], lines
-    assert not (tmp_path / "figure.jpg").exists()
+    assert len(lines) == 1 and lines[0].startswith("bin/plot: error:"), lines
+    assert message.format(**names) in lines[0], lines
+    inputs = ["corrupt", "corrupt/seed0", "corrupt/seed0/hparams.json", "empty", "notes", "taken.png"]
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == inputs  # no output
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("[1, 2]", "it holds a JSON array"),
+        ("null", "it holds a JSON null"),
+        ('{"env": "Hopper", "seed": 0}', "it lacks hparams"),
+        ('{"hparams": {}}', "it lacks env, seed"),
+        ('{"env": "H", "seed": "0", "hparams": {}}', "it has env 'H', seed '0', hparams a JSON object"),
+        ('{"env": "Hopper", "seed": 0, "hparams": [1]}', "it has env 'Hopper', seed 0, hparams a JSON array"),
+        ('{"env": null, "seed": 0, "hparams": {}}', "it has env None, seed 0, hparams a JSON object"),
+    ],
+)
+def test_an_hparams_json_without_what_plotting_needs_is_refused_in_one_line(tmp_path, text, reason):
+    (tmp_path / "hparams.json").write_text(text)
+    with pytest.raises(plotting.PlotError) as raised:
+        plotting.load_run(tmp_path)
+    expected = f"{tmp_path / 'hparams.json'} is not a run record: a JSON object "
+    assert str(raised.value).startswith(expected) and str(raised.value).endswith(f"; {reason}")
+    assert "\n" not in str(raised.value)
+
+
+def test_runs_that_share_a_seed_are_counted_as_runs_not_seeds(tmp_path):
+    from test_aggregate import write_run
+
+    # A population of seeds 0 and 1, and two more runs of seed 0: four runs, two seeds.
+    finals = {"pop/seed0": (0, 10.0), "pop/seed1": (1, 20.0), "runA": (0, 30.0), "runB": (0, 40.0)}
+    for logdir, (seed, final) in finals.items():
+        write_run(tmp_path / "runs" / logdir, [100, 200], [final / 2, final], seed=seed)
+    directories = [str(tmp_path / "runs" / name) for name in ("pop", "runA", "runB")]
+    result = run_plot(*directories, f"--out={tmp_path / 'curves.png'}")
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["env", "configuration", "runs", "step"]
+    std = np.std([10.0, 20.0, 30.0, 40.0])
+    assert row.split()[-5:] == ["4", "200", "25.0", "±", f"{std:.1f}"]
+    (group,) = plotting.group_runs([plotting.load_run(path) for path in plotting.find_runs(directories)])
+    assert plotting.curve_label(group, np.array([100, 200])) == "pop / runA / runB (4 runs)"
+    group.runs[-1].steps, group.runs[-1].returns = group.runs[-1].steps[:1], group.runs[-1].returns[:1]
+    steps = group.curve()[0]
+    assert plotting.curve_label(group, steps) == "pop / runA / runB (4 runs), cut at 100: a run ends there"
 
 
 # --- IQM curves (--aggregate=iqm) ----------------------------------------------------------------
