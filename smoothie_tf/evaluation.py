@@ -5,6 +5,10 @@ evaluation of an exported policy and of the checkpoint it came from give the sam
 the same seed. Episode `i` of an evaluation with seed `n` resets the environment with
 `episode_seed(n, i)`; a stochastic evaluation draws all its acting noise from `n` as well, and
 resets the exploration noise (DDPG's OU state) at each episode start.
+
+An evaluation is refused before its first episode (`check_env`) when the policy's observation or
+action size is not the environment's, or when videos are asked of an environment that cannot
+render frames or of a directory that cannot be written.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from smoothie_tf.agents import make_agent, mean_action_function
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import make_env
 from smoothie_tf.networks import unbatched_policy
+from smoothie_tf.startup import output_dir_problem
 
 
 class EvaluationError(ValueError):
@@ -36,11 +41,20 @@ def episode_seed(seed: int, episode: int) -> int:
 
 class Actor:
     """A policy to evaluate: `actor(observation [S]) -> action [d]`; `run_episodes` calls
-    `actor.reset()` at each episode start, after the environment's reset."""
+    `actor.reset()` at each episode start, after the environment's reset, and refuses an
+    environment whose sizes are not `observation_dim` (S) and `action_dim` (d) when they are known."""
 
-    def __init__(self, act: Callable[[np.ndarray], np.ndarray], reset: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        act: Callable[[np.ndarray], np.ndarray],
+        reset: Callable[[], None] | None = None,
+        observation_dim: int | None = None,
+        action_dim: int | None = None,
+    ):
         self._act = act
         self._reset = reset
+        self.observation_dim = observation_dim
+        self.action_dim = action_dim
 
     def __call__(self, observation: np.ndarray) -> np.ndarray:
         return self._act(observation)
@@ -70,6 +84,46 @@ class EpisodeResults:
         }
 
 
+def _check_sizes(env, env_id: str, act) -> None:
+    """Raises EvaluationError when the Actor `act` has known sizes that are not those of `env`."""
+    observation_dim = getattr(act, "observation_dim", None)
+    action_dim = getattr(act, "action_dim", None)
+    env_observation = int(np.prod(env.observation_space.shape))
+    env_action = int(np.prod(env.action_space.shape))
+    if (observation_dim not in (None, env_observation)) or (action_dim not in (None, env_action)):
+        raise EvaluationError(
+            f"the policy maps observations of shape ({observation_dim},) to actions of shape "
+            f"({action_dim},), but {env_id} has observations of shape {env.observation_space.shape} "
+            f"and actions of shape {env.action_space.shape}"
+        )
+
+
+def _check_video(env_id: str, env_kwargs: dict, video_dir: str | pathlib.Path) -> None:
+    problem = output_dir_problem(video_dir) or video.render_problem(env_id, env_kwargs)
+    if problem is not None:
+        raise EvaluationError(problem)
+
+
+def check_env(
+    env_id: str,
+    act: Callable[[np.ndarray], np.ndarray],
+    env_kwargs: dict | None = None,
+    video_dir: str | pathlib.Path | None = None,
+) -> None:
+    """Raises EvaluationError (EnvError for an environment that cannot be made) when `run_episodes`
+    with these arguments would be refused: an `Actor` whose known observation or action size is
+    not the environment's; with `video_dir`, a directory that cannot be made or written, or an
+    environment that cannot render rgb_array frames (`video.render_problem`). Renders nothing."""
+    env_kwargs = dict(env_kwargs or {})
+    env = make_env(env_id, **env_kwargs)
+    try:
+        _check_sizes(env, env_id, act)
+    finally:
+        env.close()
+    if video_dir is not None:
+        _check_video(env_id, env_kwargs, video_dir)
+
+
 def run_episodes(
     env_id: str,
     act: Callable[[np.ndarray], np.ndarray],
@@ -82,7 +136,8 @@ def run_episodes(
     """`episodes` episodes of `act` (observation [S] -> action [d]; an `Actor` is reset at each
     episode start); with `video_dir`, one MP4 per episode (`episode_000.mp4`, ...), rendered
     offscreen by `smoothie_tf.video`. `env_kwargs` go to `gymnasium.make` (a run's are in its
-    hparams.json: `read_run`)."""
+    hparams.json: `read_run`). Raises EvaluationError before the first episode where `check_env`
+    does."""
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
     env_kwargs = dict(env_kwargs or {})
@@ -90,6 +145,9 @@ def run_episodes(
     results = EpisodeResults([], [], [])
     recorded = []
     try:
+        _check_sizes(env, env_id, act)
+        if video_dir is not None:
+            _check_video(env_id, env_kwargs, video_dir)
         for i in range(episodes):
             seed_i = episode_seed(seed, i)
             observation, _ = env.reset(seed=seed_i)
@@ -136,16 +194,35 @@ def read_run(logdir: str | pathlib.Path) -> tuple[str, hparams_lib.HParams, int,
         raise EvaluationError(f"{path} cannot be read: {error}") from error
 
 
+def find_checkpoint(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None = None) -> pathlib.Path:
+    """The directory of `checkpoint` of the run in `logdir`: the name of one of its checkpoints
+    (`ckpt-0000004000`, in `<logdir>/checkpoints`), or a checkpoint directory's path; the latest
+    checkpoint when `checkpoint` is None."""
+    checkpoints = CheckpointDirectory(pathlib.Path(logdir) / "checkpoints")
+    if checkpoint is None:
+        path = checkpoints.latest()
+        if path is None:
+            raise EvaluationError(f"{logdir} has no checkpoint yet")
+        return path
+    by_name = {path.name: path for path in checkpoints.all()}
+    if str(checkpoint) in by_name:
+        return by_name[str(checkpoint)]
+    path = pathlib.Path(checkpoint)
+    if not path.is_dir():
+        names = ", ".join(by_name) or "none yet"
+        raise EvaluationError(
+            f"checkpoint {checkpoint} does not exist: give a checkpoint's full path, or the "
+            f"name of one in {checkpoints.directory} ({names})"
+        )
+    return path
+
+
 def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None = None):
-    """(agent, env id, step, checkpoint path): the run's agent restored from `checkpoint`, or
-    from the latest checkpoint of `logdir`."""
+    """(agent, env id, step, checkpoint path): the run's agent restored from `checkpoint` (a name
+    or a path: `find_checkpoint`), or from the latest checkpoint of `logdir`."""
     env_id, hp, seed, env_kwargs = read_run(logdir)
     checkpoints = CheckpointDirectory(pathlib.Path(logdir) / "checkpoints")
-    path = pathlib.Path(checkpoint) if checkpoint is not None else checkpoints.latest()
-    if path is None:
-        raise EvaluationError(f"{logdir} has no checkpoint yet")
-    if not path.is_dir():
-        raise EvaluationError(f"checkpoint {path} does not exist")
+    path = find_checkpoint(logdir, checkpoint)
     state = checkpoints.read_state(path)
     env = make_env(env_id, **env_kwargs)
     try:
@@ -153,8 +230,9 @@ def load_agent(logdir: str | pathlib.Path, checkpoint: str | pathlib.Path | None
         agent = make_agent(hp, observation_dim, env.action_space, seed)
     finally:
         env.close()
+    model = checkpoints.read_model(path)  # a damaged one is a CheckpointError of its own
     try:
-        agent.load_member_states([checkpoints.read_model(path)])
+        agent.load_member_states([model])
     except ValueError as error:
         raise CheckpointError(f"checkpoint {path} does not fit the run's agent: {error}") from error
     return agent, env_id, int(state["step"]), path
@@ -169,19 +247,36 @@ def checkpoint_actor(agent, stochastic: bool, seed: int) -> Actor:
     """The agent's action for one observation: the mean (as exported), or its exploration
     behaviour with all its acting noise reseeded from `seed` now and its exploration noise reset
     at each episode start (`Actor.reset`)."""
+    sizes = {"observation_dim": agent.observation_dim, "action_dim": agent.action_dim}
     if stochastic:
         agent.reseed_acting(acting_seed(seed))
-        return Actor(lambda observation: agent.act(observation, deterministic=False), agent.reset_noise)
+        return Actor(
+            lambda observation: agent.act(observation, deterministic=False), agent.reset_noise, **sizes
+        )
     mean_action = mean_action_function(unbatched_policy(agent.policy, 0), agent.observation_dim)
-    return Actor(lambda observation: mean_action(np.asarray(observation, np.float32)[None])[0].numpy())
+    return Actor(
+        lambda observation: mean_action(np.asarray(observation, np.float32)[None])[0].numpy(), **sizes
+    )
+
+
+def _signature_sizes(function) -> tuple[int | None, int | None]:
+    """(observation size, action size) of an exported `mean_action` ([N, S] -> [N, d]), None
+    where its signature leaves one open."""
+    try:
+        concrete = function.get_concrete_function()
+        observations = tf.TensorShape(concrete.structured_input_signature[0][0].shape)
+        actions = tf.TensorShape(concrete.structured_outputs.shape)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None, None
+    return tuple(shape[-1] if shape.rank == 2 else None for shape in (observations, actions))
 
 
 def saved_model_actor(
     directory: str | pathlib.Path,
-) -> tuple[Callable[[np.ndarray], np.ndarray], str | None, int | None, dict]:
+) -> tuple[Actor, str | None, int | None, dict]:
     """(act, env id, training step, env keyword arguments) of an exported policy, run with
     TensorFlow alone; the env id and step are None, the keyword arguments {}, for a SavedModel
-    that does not record them."""
+    that does not record them. `act` is an `Actor` with the sizes of the exported signature."""
     try:
         module = tf.saved_model.load(str(directory))
         module.mean_action  # noqa: B018  (fails here if it is not an exported policy)
@@ -195,4 +290,5 @@ def saved_model_actor(
     def act(observation: np.ndarray, module=module) -> np.ndarray:  # keeps the variables alive
         return module.mean_action(np.asarray(observation, np.float32)[None])[0].numpy()
 
-    return act, env_id, step, env_kwargs
+    observation_dim, action_dim = _signature_sizes(module.mean_action)
+    return Actor(act, observation_dim=observation_dim, action_dim=action_dim), env_id, step, env_kwargs

@@ -6,7 +6,8 @@ reset seed and its actions, and `python -m smoothie_tf.video` replays it in a fr
 (MuJoCo is deterministic: the same seed and actions give the same states) and writes the MP4.
 
 Offscreen rendering needs an OpenGL backend: MUJOCO_GL=egl (Mesa's libEGL, Debian package
-libegl1 with libgl1-mesa-dri) is used unless MUJOCO_GL is already set.
+libegl1 with libgl1-mesa-dri) is used unless MUJOCO_GL is already set. `render_problem` tells,
+before any episode and without rendering, whether an environment can make frames at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +27,32 @@ DEFAULT_FPS = 125  # Hopper-v4 and its siblings advance 0.008 s of simulated tim
 
 class VideoError(RuntimeError):
     """The renderer failed; the message carries its last line of output."""
+
+
+def render_problem(env_id: str, env_kwargs: dict | None = None) -> str | None:
+    """Why episodes of `env_id` cannot be recorded, or None when they can: an environment whose
+    constructor takes no `render_mode`, or that has no "rgb_array" among its metadata's render
+    modes. It makes the environment with render_mode="rgb_array" and closes it without rendering
+    (MuJoCo creates its OpenGL context at the first frame), so it is safe where TensorFlow is
+    loaded. Raises EnvError when the environment cannot be made at all."""
+    from smoothie_tf.envs import EnvError, make_env
+
+    cannot = f"{env_id} cannot record videos: it does not render rgb_array frames"
+    try:
+        with warnings.catch_warnings():  # Gymnasium warns of a render mode the env does not list
+            warnings.simplefilter("ignore")
+            env = make_env(env_id, render_mode="rgb_array", **dict(env_kwargs or {}))
+    except EnvError as error:
+        if isinstance(error.__cause__, TypeError) and "render_mode" in str(error.__cause__):
+            return f"{cannot} (its constructor takes no render_mode)"
+        raise
+    try:
+        modes = list(env.metadata.get("render_modes") or [])
+    finally:
+        env.close()
+    if "rgb_array" not in modes:
+        return f"{cannot} (its render modes: {modes})"
+    return None
 
 
 def render_episodes(
@@ -80,8 +108,6 @@ def _render(env_id: str, seed: int, actions: list, path: pathlib.Path, fps: int,
 
 
 def main() -> None:
-    import warnings
-
     warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
     request = json.load(sys.stdin)
     for episode in request["episodes"]:

@@ -4,17 +4,19 @@ bad input."""
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import types
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from small_runs import ROOT, bandit_hparams, hopper_hparams
 
-from smoothie_tf import evaluation, training
+from smoothie_tf import evaluation, training, video
 from smoothie_tf.agents import AGENTS, make_agent
-from smoothie_tf.checkpoints import CheckpointDirectory
+from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import LQR_ID, make_env
 from smoothie_tf.streams import MemberStreams
 
@@ -207,12 +209,118 @@ def test_cli_stochastic_ddpg_evaluation_follows_its_seed(ddpg_bandit_run):
     assert not set(returns[0]) & set(returns[1])
 
 
-def test_a_named_checkpoint_is_evaluated(hopper_run):
+def test_a_checkpoint_named_by_its_name_is_evaluated(hopper_run):
+    """--checkpoint=ckpt-<step> (a bare name) is the run's checkpoints/ckpt-<step>."""
     checkpoints = CheckpointDirectory(hopper_run / "checkpoints").all()
     assert len(checkpoints) >= 2
-    result = run_eval(f"--logdir={hopper_run}", f"--checkpoint={checkpoints[0]}", "--episodes=1")
+    result = run_eval(f"--logdir={hopper_run}", f"--checkpoint={checkpoints[0].name}", "--episodes=1")
     assert result.returncode == 0, result.stderr
-    assert last_json(result.stdout)["step"] == int(checkpoints[0].name.split("-")[-1])
+    record = last_json(result.stdout)
+    assert record["step"] == int(checkpoints[0].name.split("-")[-1]) < 400
+    assert record["checkpoint"] == str(checkpoints[0])
+
+
+def test_a_checkpoint_is_found_by_its_name_or_its_path(hopper_run):
+    checkpoints = CheckpointDirectory(hopper_run / "checkpoints").all()
+    for checkpoint in (checkpoints[0], str(checkpoints[0]), checkpoints[0].name):
+        assert evaluation.find_checkpoint(hopper_run, checkpoint) == checkpoints[0]
+    assert evaluation.find_checkpoint(hopper_run) == checkpoints[-1]
+    with pytest.raises(evaluation.EvaluationError, match="full path") as error:
+        evaluation.find_checkpoint(hopper_run, "ckpt-0000009999")
+    assert all(path.name in str(error.value) for path in checkpoints)  # the names it could be
+
+
+def test_a_checkpoint_without_its_model_is_reported_as_damaged(hopper_run, tmp_path):
+    logdir = tmp_path / "run"
+    shutil.copytree(hopper_run, logdir)
+    latest = CheckpointDirectory(logdir / "checkpoints").latest()
+    (latest / "model.npz").unlink()
+    with pytest.raises(CheckpointError) as error:
+        evaluation.load_agent(logdir)
+    assert str(error.value).startswith(f"checkpoint {latest} is damaged: ") and "fit" not in str(error.value)
+
+
+def test_a_policy_is_refused_on_an_env_of_other_sizes_before_any_episode(hopper_run):
+    """Hopper-v4's policy (observations [11], actions [3]) on Walker2d-v4 ([17], [6])."""
+    result = run_eval(f"--saved_model={hopper_run / 'policy'}", "--env=Walker2d-v4", "--episodes=1")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bin/eval: error:"), lines
+    for text in ("observations of shape (11,)", "actions of shape (3,)", "Walker2d-v4 has"):
+        assert text in lines[0], lines
+    assert "(17,)" in lines[0] and "(6,)" in lines[0], lines
+    assert "evaluating" not in result.stdout
+    agent, _, _, _ = evaluation.load_agent(hopper_run)
+    with pytest.raises(evaluation.EvaluationError, match=r"Walker2d-v4 has observations of shape \(17,\)"):
+        evaluation.run_episodes("Walker2d-v4", evaluation.checkpoint_actor(agent, False, 0), 1, seed=0)
+
+
+def test_an_action_size_mismatch_alone_is_refused():
+    """SmoothieLQR-v0 with one actuator (B [3, 1]) has the observation size of the default task but
+    not its action size."""
+    calls = []
+    actor = evaluation.Actor(lambda observation: calls.append(observation) or np.zeros(2), None, 3, 2)
+    one_actuator = {"B": [[0.0], [1.0], [0.0]], "R": [[1.0]]}
+    with pytest.raises(evaluation.EvaluationError, match=r"actions of shape \(2,\).*actions of shape \(1,\)"):
+        evaluation.run_episodes(LQR_ID, actor, 1, seed=0, env_kwargs=one_actuator)
+    assert calls == []
+    assert evaluation.run_episodes(LQR_ID, actor, 1, seed=0).lengths == [200]  # the sizes fit
+
+
+class _ListsNoFrames(gym.Env):
+    """Takes render_mode but lists no rgb_array rendering."""
+
+    metadata = {"render_modes": ["human"]}
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+
+gym.register(id="SmoothieTestListsNoFrames-v0", entry_point=_ListsNoFrames)
+
+
+def test_render_problem_tells_which_envs_cannot_record():
+    assert video.render_problem("Hopper-v4") is None
+    for env_id, reason in [
+        (LQR_ID, "its constructor takes no render_mode"),
+        ("SmoothieTestListsNoFrames-v0", "its render modes: ['human']"),
+    ]:
+        assert (
+            video.render_problem(env_id)
+            == f"{env_id} cannot record videos: it does not render rgb_array frames ({reason})"
+        )
+
+
+def test_videos_of_an_env_that_cannot_render_are_refused_before_any_episode(ddpg_bandit_run, tmp_path):
+    videos = tmp_path / "videos"
+    result = run_eval(f"--logdir={ddpg_bandit_run}", "--episodes=1", f"--video_dir={videos}")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "bin/eval: error: SmoothieBandit-v0 cannot record videos: it does not render rgb_array frames "
+        "(its constructor takes no render_mode)"
+    ]
+    assert "evaluating" not in result.stdout and not videos.exists()
+
+
+def test_a_genuine_rendering_failure_keeps_the_renderers_message(tmp_path, monkeypatch):
+    """Hopper-v4 can render: a renderer that fails (an unknown MUJOCO_GL backend) is reported as
+    the rendering failure it is, after the episode ran."""
+    import mujoco  # noqa: F401  (this process keeps the backend it imported MuJoCo with)
+
+    monkeypatch.setenv("MUJOCO_GL", "no-such-backend")  # the rendering process fails to start it
+    episodes = []
+    act = evaluation.Actor(lambda observation: np.zeros(3), None, 11, 3)
+    with pytest.raises(
+        video.VideoError,
+        match="MUJOCO_GL=no-such-backend failed: .*invalid value for environment variable MUJOCO_GL",
+    ):
+        evaluation.run_episodes(
+            "Hopper-v4", act, 1, 0, video_dir=tmp_path, on_episode=lambda *a: episodes.append(a)
+        )
+    assert len(episodes) == 1
 
 
 def renderer_available() -> bool:
@@ -251,12 +359,15 @@ def test_video_dir_gets_one_mp4_per_episode_with_every_frame(hopper_run, tmp_pat
         (["--logdir=/nonexistent/run"], "is not a directory"),
         (["--logdir={run}", "--saved_model={run}/policy"], "exactly one of"),
         (["--saved_model={run}/policy", "--stochastic"], "mean action only"),
-        (["--logdir={run}", "--checkpoint={run}/checkpoints/ckpt-missing"], "does not exist"),
+        (["--logdir={run}", "--checkpoint=ckpt-missing"], "does not exist: give a checkpoint's full path"),
+        (["--checkpoint=ckpt-0000000200"], "--checkpoint needs --logdir=DIR"),
         (["--logdir={run}", "--episodes=0"], "episodes"),
         (["--logdir={run}/checkpoints"], "no hparams.json"),
         (["--saved_model={run}/checkpoints"], "not an exported policy"),
         (["--logdir={run}", "--env=Walker2d-v4"], "was trained on Hopper-v4"),
         (["--logdir={run}", "--video_dir={run}"], "is not empty"),
+        (["--logdir={run}", "--video_dir={run}/hparams.json"], "hparams.json is a file, not a directory"),
+        (["--saved_model={run}/policy", "--video_dir={run}/hparams.json/sub"], "hparams.json is a file, so"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(hopper_run, args, message):
@@ -265,6 +376,7 @@ def test_bad_input_gets_one_line_and_exit_2(hopper_run, args, message):
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bin/eval: error:") and message in lines[0], lines
+    assert "evaluating" not in result.stdout  # refused before any episode
     assert sorted(str(p) for p in hopper_run.rglob("*")) == before
 
 
