@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from smoothie_tf import envs
 from smoothie_tf import hparams as hparams_lib
-from smoothie_tf.training import Trainer
+from smoothie_tf.training import Trainer, check_logdir, resolved_config
 
 GLOBAL_OPTIMUM, LOCAL_OPTIMUM, RADIUS = 1.5, 0.0, 0.4
 
@@ -43,9 +43,11 @@ class Trajectory:
 
 def run_seed(hp: hparams_lib.HParams, seed: int, logdir: pathlib.Path) -> Trajectory:
     """Trains one seed in logdir and records μ and exp(φ) at every evaluation; a finished seed
-    is read back from its `trajectory.json`. (A run resumed mid-way records from its resume.)"""
+    is read back from its `trajectory.json`. (A run resumed mid-way records from its resume.)
+    Raises RunConfigError, as Trainer does, when logdir holds another run (other hparams or seed)."""
     record_file = logdir / "trajectory.json"
-    if record_file.exists() and (logdir / "policy").exists():
+    same_run = check_logdir(logdir, resolved_config(hp, envs.BANDIT_ID, seed))
+    if same_run and record_file.exists() and (logdir / "policy").exists():
         return Trajectory(**json.loads(record_file.read_text()))
     trainer = Trainer(envs.BANDIT_ID, hp, seed, logdir)
     state = tf.ones([1, 1, 1])  # [member, batch, state]

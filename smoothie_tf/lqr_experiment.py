@@ -246,12 +246,14 @@ def run_seed(
     states = fit_states(lq)
     writer = None
 
-    def record(step: int) -> None:
-        nonlocal writer
+    def measured(step: int) -> dict:
         row = {"step": step, **measure(lq, trainer.agent, states, hp), "eval_return": math.nan}
         if trainer.last_eval_return is not None and step > 0:
             row["eval_return"] = trainer.last_eval_return
-        logdir.mkdir(parents=True, exist_ok=True)
+        return row
+
+    def keep(row: dict) -> None:
+        nonlocal writer
         write_row(logdir, row)
         writer = writer or tf.summary.create_file_writer(str(logdir), filename_suffix=".lqr")
         write_scalars(writer, row)
@@ -260,22 +262,30 @@ def run_seed(
     def evaluation_step(step: int) -> bool:
         return step % hp.eval_interval == 0 or step == hp.total_steps
 
+    # A fresh run's step 0 (the initial networks) is measured now and kept once the trainer has
+    # made logdir this run's (hparams.json first): nothing of it lands in a directory it refuses.
+    # Stopped before its first step, the run saves checkpoint 0, whose row a resume measures.
+    pending = []
     latest = trainer.checkpoints.latest()
     if latest is None:
-        record(0)  # the initial networks, before any step
+        pending.append(measured(0))
     else:
         step = int(trainer.checkpoints.read_state(latest)["step"])
         if evaluation_step(step) and not any(r["step"] == step for r in rows):
             trainer.restore(step)  # stopped between the checkpoint and its row
-            record(step)
+            keep(measured(step))
 
     def on_progress(progress) -> None:
+        while pending:
+            keep(pending.pop())
         if evaluation_step(progress.step):
-            record(progress.step)
+            keep(measured(progress.step))
 
     trainer.on_progress = on_progress
     try:
         trainer.run()
+        while pending:
+            keep(pending.pop())
     finally:
         if writer is not None:
             writer.close()

@@ -204,29 +204,32 @@ def test_variance_predictions_match_adam_and_gradient_steps_on_the_exact_gradien
 
 
 SMALL_NETWORKS = {"actor_hidden": [16], "critic_hidden": [16], "critic_state_embedding": 8}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def lqr(*flags: str, **overrides) -> list[str]:
+    """The bin/lqr command with these flags, on the tiny budget with small networks (and overrides)."""
+    hparams = {**LQR_BUDGET, **SMALL_NETWORKS, **overrides}
+    return [
+        sys.executable,
+        str(ROOT / "bin" / "lqr"),
+        *flags,
+        *[f"--hparam={key}={json.dumps(value)}" for key, value in hparams.items()],
+    ]
 
 
 @pytest.fixture(scope="module")
 def script_run(tmp_path_factory):
-    """bin/lqr on a tiny budget, one seed of each agent: (its JSON report, its directory)."""
+    """bin/lqr on a tiny budget, one seed of each agent: (its JSON report, its directory, its stdout)."""
     directory = tmp_path_factory.mktemp("lqr_script")
-    overrides = {**LQR_BUDGET, **SMALL_NETWORKS}
-    command = [
-        sys.executable,
-        str(ROOT / "bin" / "lqr"),
-        "--seeds=1",
-        f"--logdir={directory / 'runs'}",
-        f"--out={directory / 'lqr.png'}",
-        *[f"--hparam={key}={json.dumps(value)}" for key, value in overrides.items()],
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    command = lqr("--seeds=1", f"--logdir={directory / 'runs'}", f"--out={directory / 'lqr.png'}")
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1]), directory
+    return json.loads(result.stdout.strip().splitlines()[-1]), directory, result.stdout
 
 
 def test_lqr_script_runs_end_to_end_on_a_tiny_budget(script_run):
-    report, directory = script_run
+    report, directory, stdout = script_run
     assert {agent: report["summary"][agent]["seeds"] for agent in ("smoothie", "ddpg")} == {
         "smoothie": 1,
         "ddpg": 1,
@@ -243,6 +246,11 @@ def test_lqr_script_runs_end_to_end_on_a_tiny_budget(script_run):
         )
         variances = [float(r["variance_0"]) for r in rows]
         assert all(math.isnan(v) for v in variances) == (agent == "ddpg")
+        # One line per measured row, the final one included once.
+        shown = [
+            line.split(":")[0] for line in stdout.splitlines() if line.startswith(f"{agent} seed 0 step")
+        ]
+        assert shown == [f"{agent} seed 0 step {step}" for step in (0, 20, 40, 60)]
 
 
 class Stop(Exception):
@@ -253,7 +261,7 @@ def test_run_seed_resumes_exactly_and_reads_a_finished_run_back(tmp_path, script
     """The script's Smoothie run (uninterrupted) against the same run stopped at step 20 (after
     its row), then at step 40 with its row lost (its checkpoint is there): the resumed record is
     the same, row for row."""
-    _, directory = script_run
+    _, directory, _ = script_run
     straight = lqr_experiment.read_record(directory / "runs" / "smoothie" / "seed0")
     assert straight[0]["variance_0"] == pytest.approx(math.exp(-1.0), rel=1e-6)
     assert all(math.isfinite(r["eval_return"]) for r in straight[1:])
@@ -288,3 +296,41 @@ def test_lqr_script_refuses_a_bad_override(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["bin/lqr: error: discount must be in (0, 1], got 2.0"]
     assert not any(tmp_path.iterdir())
+
+
+def test_lqr_script_checks_every_run_directory_before_training(tmp_path, script_run):
+    """ddpg's seed 0 of a new root is not trained when smoothie's seed 0 holds a run of other
+    hparams (the fixture's run, 60 steps, against 80 now)."""
+    _, directory, _ = script_run
+    (tmp_path / "smoothie" / "seed0").mkdir(parents=True)
+    saved = (directory / "runs" / "smoothie" / "seed0" / "hparams.json").read_bytes()
+    (tmp_path / "smoothie" / "seed0" / "hparams.json").write_bytes(saved)
+    flags = ("--seeds=1", "--agents=ddpg,smoothie", f"--logdir={tmp_path}", f"--out={tmp_path / 'lqr.png'}")
+    result = subprocess.run(lqr(*flags, total_steps=80), capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"bin/lqr: error: {tmp_path / 'smoothie' / 'seed0'} holds a different run "
+        "(hparams.total_steps: saved 60, now 80); choose another --logdir"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoothie"]
+
+
+@pytest.mark.parametrize("case", ["out_under_a_file", "out_not_png", "logdir_is_a_file"])
+def test_lqr_script_refuses_an_output_it_cannot_write_before_training(tmp_path, case):
+    notes = tmp_path / "notes"
+    notes.write_text("a file\n")
+    logdir, out = tmp_path / "runs", tmp_path / "lqr.png"
+    if case == "out_under_a_file":
+        out = notes / "lqr.png"
+        expected = f"--out: {notes} is a file, so {out} cannot be made"
+    elif case == "out_not_png":
+        out = tmp_path / "lqr.pdf"
+        expected = f"--out: must name a .png file, got {out}"
+    else:
+        logdir = notes
+        expected = f"--logdir: {notes} is a file, not a directory"
+    command = lqr("--seeds=1", "--agents=ddpg", f"--logdir={logdir}", f"--out={out}")
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"bin/lqr: error: {expected}"]
+    assert list(tmp_path.iterdir()) == [notes] and notes.read_text() == "a file\n"
