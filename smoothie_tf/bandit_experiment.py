@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -42,27 +43,43 @@ class Trajectory:
 
 
 def run_seed(hp: hparams_lib.HParams, seed: int, logdir: pathlib.Path) -> Trajectory:
-    """Trains one seed in logdir and records μ and exp(φ) at every evaluation; a finished seed
-    is read back from its `trajectory.json`. (A run resumed mid-way records from its resume.)
-    Raises RunConfigError, as Trainer does, when logdir holds another run (other hparams or seed)."""
+    """Trains one seed in logdir and records μ and exp(φ) at every evaluation in its
+    `trajectory.json`, rewritten atomically at each one; a finished seed is read back from it.
+    A stopped run resumes its trajectory with its training: the records up to the checkpoint it
+    resumes from are kept, the checkpoint's own recorded (from the checkpoint) when the stop came
+    before it, the later ones recorded again. Raises RunConfigError, as Trainer does, when logdir
+    holds another run (other hparams or seed)."""
     record_file = logdir / "trajectory.json"
     same_run = check_logdir(logdir, resolved_config(hp, envs.BANDIT_ID, seed))
-    if same_run and record_file.exists() and (logdir / "policy").exists():
-        return Trajectory(**json.loads(record_file.read_text()))
+    saved = Trajectory(**json.loads(record_file.read_text())) if same_run and record_file.exists() else None
+    if saved is not None and saved.steps[-1:] == [hp.total_steps] and (logdir / "policy").exists():
+        return saved
     trainer = Trainer(envs.BANDIT_ID, hp, seed, logdir)
     state = tf.ones([1, 1, 1])  # [member, batch, state]
-    steps, means, variances = [], [], []
+    trajectory = Trajectory(hp.agent, seed, [], [], [])
 
-    def record(progress) -> None:
-        if progress.step % hp.eval_interval == 0 or progress.step == hp.total_steps:
-            steps.append(progress.step)
-            means.append(float(trainer.agent.policy(state)[0, 0, 0]))
-            variances.append(float(trainer.agent.policy.variance()[0, 0]))
+    def record(step: int) -> None:
+        trajectory.steps.append(step)
+        trajectory.means.append(float(trainer.agent.policy(state)[0, 0, 0]))
+        trajectory.variances.append(float(trainer.agent.policy.variance()[0, 0]))
+        temporary = record_file.with_name(record_file.name + ".tmp")
+        temporary.write_text(json.dumps(dataclasses.asdict(trajectory)))
+        os.replace(temporary, record_file)
 
-    trainer.on_progress = record
+    def evaluation_step(step: int) -> bool:
+        return step % hp.eval_interval == 0 or step == hp.total_steps
+
+    latest = trainer.checkpoints.latest() if same_run else None
+    if latest is not None:
+        step = int(trainer.checkpoints.read_state(latest)["step"])
+        kept = [i for i, s in enumerate(saved.steps if saved else []) if s <= step]
+        for name in ("steps", "means", "variances"):
+            getattr(trajectory, name).extend(getattr(saved, name)[i] for i in kept)
+        if step > 0 and evaluation_step(step) and step not in trajectory.steps:
+            trainer.restore(step)  # stopped between the checkpoint and its record
+            record(step)
+    trainer.on_progress = lambda progress: record(progress.step) if evaluation_step(progress.step) else None
     trainer.run()
-    trajectory = Trajectory(hp.agent, seed, steps, means, variances)
-    record_file.write_text(json.dumps(dataclasses.asdict(trajectory)))
     return trajectory
 
 

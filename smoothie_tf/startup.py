@@ -1,4 +1,5 @@
-"""Process start-up shared by the command-line programs and Ray Tune's trial workers."""
+"""Process start-up shared by the command-line programs and Ray Tune's trial workers, and the
+checks of an output path that the commands and the training loop make before the work."""
 
 import os
 import pathlib
@@ -33,8 +34,8 @@ def output_file_problem(path: str | os.PathLike, suffixes: tuple[str, ...] = (".
         return f"must name a {' or '.join(suffixes)} file, got {path}"
     if path.is_dir():
         return f"{path} is a directory"
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{path} is not writable"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
     return _parent_problem(path)
 
 

@@ -91,7 +91,8 @@ def package_versions() -> dict:
 def check_logdir(logdir: pathlib.Path, config: dict) -> bool:
     """True when logdir holds this run already (resume); raises RunConfigError if another run, or
     anything but a run: a file, a directory of other files (the parent of runs, for instance)."""
-    problem = output_dir_problem(logdir)
+    # An existing run is not asked to be writable: one that is finished is only read back.
+    problem = output_dir_problem(logdir) if not logdir.is_dir() else None
     if problem is not None:
         raise RunConfigError(f"--logdir: {problem}")
     saved = logdir / "hparams.json"

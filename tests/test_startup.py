@@ -58,3 +58,5 @@ def test_a_directory_without_write_permission_is_refused(tmp_path, monkeypatch):
         == f"{locked} is not writable, so {locked / 'f.png'} cannot be made"
     )
     assert output_dir_problem(tmp_path) is None
+    (locked / "kept.png").write_bytes(b"")  # a writable file is overwritten in place
+    assert output_file_problem(locked / "kept.png") is None

@@ -454,6 +454,12 @@ def test_running_a_finished_run_again_adds_no_events_file(tmp_path):
     assert sorted(tmp_path.glob("events.out.tfevents.*")) == events
 
 
+def test_a_finished_run_on_read_only_storage_is_still_recognised(finished_bandit_run, monkeypatch):
+    config = training.resolved_config(bandit_hparams(total_steps=50), "SmoothieBandit-v0", 0)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user, on read-only storage
+    assert training.check_logdir(finished_bandit_run, config) is True
+
+
 def test_an_empty_logdir_or_one_left_by_a_start_cut_off_is_a_new_run(tmp_path):
     config = training.resolved_config(bandit_hparams(total_steps=30), "SmoothieBandit-v0", 0)
     assert training.check_logdir(tmp_path / "new", config) is False
