@@ -32,6 +32,7 @@ import csv
 import dataclasses
 import difflib
 import json
+import logging
 import math
 import os
 import pathlib
@@ -504,6 +505,8 @@ def run_search(request: SearchRequest, verbose: int = 0) -> SearchOutcome:
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     validate(request)
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).addFilter(_misleading_tune_message)
     request = dataclasses.replace(request, logdir=request.logdir.resolve())
     if not check_logdir(request):
         request.logdir.mkdir(parents=True, exist_ok=True)
@@ -551,6 +554,14 @@ def run_search(request: SearchRequest, verbose: int = 0) -> SearchOutcome:
         _write_atomically(best_path, hparams_lib.to_json(best) + "\n")
     finished = len(rows) == request.trials and all(r["status"] != "unfinished" for r in rows)
     return SearchOutcome(rows, table_path, best_path, finished)
+
+
+def _misleading_tune_message(record: logging.LogRecord) -> bool:
+    """False for two of Tune's messages at an interrupt that mislead here: the metrics it could
+    not fetch from trials that never started (one line each; the table says "unfinished"), and
+    its recipe for resuming with `Tuner.restore`, where the same command resumes the search."""
+    message = record.getMessage()
+    return not (message.startswith("Failed to fetch metrics") or "Resume experiment with:" in message)
 
 
 def _write_atomically(path: pathlib.Path, text: str) -> None:
