@@ -73,13 +73,16 @@ def test_bin_test_help_prints_its_docstring_and_runs_nothing(flag, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("case", ["out_under_a_file", "out_not_png", "logdir_is_a_file"])
+@pytest.mark.parametrize("case", ["unknown_agent", "out_under_a_file", "out_not_png", "logdir_is_a_file"])
 @pytest.mark.parametrize("tool", ["bandit", "lqr"])
-def test_an_output_that_cannot_be_written_is_refused_before_any_training(tool, case, tmp_path):
+def test_bad_methods_or_outputs_are_refused_before_any_training(tool, case, tmp_path):
     notes = tmp_path / "notes"
     notes.write_text("a file\n")
-    logdir, out = tmp_path / "runs", tmp_path / "figure.png"
-    if case == "out_under_a_file":
+    logdir, out, agents = tmp_path / "runs", tmp_path / "figure.png", "ddpg"
+    if case == "unknown_agent":
+        agents = "ddpg,sac"
+        expected = "--agents takes smoothie and/or ddpg, got ddpg,sac"
+    elif case == "out_under_a_file":
         out = notes / "figure.png"
         expected = f"--out: {notes} is a file, so {out} cannot be made"
     elif case == "out_not_png":
@@ -88,7 +91,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_training(tool, c
     else:
         logdir = notes
         expected = f"--logdir: {notes} is a file, not a directory"
-    result = run(tool, "--seeds=1", "--agents=ddpg", f"--logdir={logdir}", f"--out={out}", cwd=tmp_path)
+    result = run(tool, "--seeds=1", f"--agents={agents}", f"--logdir={logdir}", f"--out={out}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"bin/{tool}: error: {expected}"]
     assert list(tmp_path.iterdir()) == [notes] and notes.read_text() == "a file\n"
