@@ -60,7 +60,7 @@ class Group:
         the order of the runs); "runs" counts the runs, which may share a seed (`run_unit`)."""
         steps, _, _, _ = self.curve()
         if len(steps) == 0:
-            return {"step": None, "mean": None, "std": None, "runs": len(self.runs), "per_seed": []}
+            return {"step": None, "mean": None, "std": None, "runs": len(self.runs), "per_run": []}
         last = steps[-1]
         values = [float(run.returns[np.searchsorted(run.steps, last)]) for run in self.runs]
         return {
@@ -68,7 +68,7 @@ class Group:
             "mean": float(np.mean(values)),
             "std": float(np.std(values)),
             "runs": len(self.runs),
-            "per_seed": values,
+            "per_run": values,
         }
 
 
@@ -112,12 +112,12 @@ def eval_returns(logdir: str | pathlib.Path, tag: str = EVAL_RETURN) -> tuple[np
 def load_run(logdir: pathlib.Path) -> Run:
     """The run in `logdir`: its env, seed and hparams from hparams.json (PlotError, naming the
     file, when that is not the JSON object bin/train writes) and its evaluations."""
-    env, seed, hparams = read_record(pathlib.Path(logdir) / "hparams.json")
+    env, seed, hparams = read_run_record(pathlib.Path(logdir) / "hparams.json")
     steps, returns = eval_returns(logdir)
     return Run(logdir, env, seed, hparams, steps, returns)
 
 
-def read_record(path: pathlib.Path) -> tuple[str, int, dict]:
+def read_run_record(path: pathlib.Path) -> tuple[str, int, dict]:
     """(env id, seed, hparams) of a run's hparams.json, or PlotError in one line naming `path`."""
     try:
         record = json.loads(path.read_bytes())
