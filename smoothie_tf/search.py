@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import pathlib
+import signal
 import socket
 import urllib.parse
 
@@ -434,12 +435,18 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> None
     else:
         cpus = num_cpus or len(os.sched_getaffinity(0))
         path = os.pathsep.join(p for p in (str(package.parent), os.environ.get("PYTHONPATH")) if p)
-        ray.init(
-            address="local",  # a new Ray even when this machine has a running one (ray start)
-            num_cpus=cpus,
-            include_dashboard=False,
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
-        )
+        # Ray's processes inherit SIGTERM blocked, as Ray blocks SIGINT in them: a SIGTERM to the
+        # whole process group (timeout, kill -- -PGID) then stops the search, not its Ray.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            ray.init(
+                address="local",  # a new Ray even when this machine has a running one (ray start)
+                num_cpus=cpus,
+                include_dashboard=False,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:

@@ -260,6 +260,44 @@ def test_sigint_stops_the_search_with_a_resume_hint(tiny_search):
     assert "done" in statuses and "unfinished" in statuses, statuses
 
 
+def test_sigterm_to_the_whole_process_group_stops_the_search_like_ctrl_c(tmp_path):
+    """`timeout` and `kill -- -PGID` signal every process of the group. Ray's processes inherit
+    SIGTERM blocked, so they go on until the search has saved its state and written its table,
+    and the search's shutdown then ends them."""
+    base_file = tmp_path / "small_bandit.json"
+    base_file.write_text(hparams_lib.to_json(bandit_hparams(total_steps=200, eval_interval=100)))
+    logdir = tmp_path / "search"
+    command = search_command(
+        "--env=SmoothieBandit-v0", f"--hparams={base_file}", "--trials=6", f"--logdir={logdir}"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not list(logdir.glob("trials/*/seed0/hparams.json")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "run the same command again to resume" in stderr.strip().splitlines()[-1]
+    assert {row["status"] for row in read_table(logdir)} <= {"done", "unfinished"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # and nothing of the process group is left behind
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("processes of the search's group outlived it")
+
+
 def test_the_resumed_search_keeps_finished_trials_and_ends_the_others(tiny_search):
     assert tiny_search.resumed.returncode == 0, tiny_search.resumed.stderr[-3000:]
     finished_before = tiny_search.snapshots_when_interrupted
