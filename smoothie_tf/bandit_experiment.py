@@ -7,6 +7,7 @@ enough; DDPG's critic learns the unsmoothed reward and its mean stays at 0.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import os
@@ -72,9 +73,11 @@ def run_seed(hp: hparams_lib.HParams, seed: int, logdir: pathlib.Path) -> Trajec
     latest = trainer.checkpoints.latest() if same_run else None
     if latest is not None:
         step = int(trainer.checkpoints.read_state(latest)["step"])
-        kept = [i for i, s in enumerate(saved.steps if saved else []) if s <= step]
-        for name in ("steps", "means", "variances"):
-            getattr(trajectory, name).extend(getattr(saved, name)[i] for i in kept)
+        if saved is not None:  # its records up to the checkpoint (steps increase)
+            kept = bisect.bisect_right(saved.steps, step)
+            trajectory = Trajectory(
+                hp.agent, seed, saved.steps[:kept], saved.means[:kept], saved.variances[:kept]
+            )
         if step > 0 and evaluation_step(step) and step not in trajectory.steps:
             trainer.restore(step)  # stopped between the checkpoint and its record
             record(step)

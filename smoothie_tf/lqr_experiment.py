@@ -265,10 +265,10 @@ def run_seed(
     # A fresh run's step 0 (the initial networks) is measured now and kept once the trainer has
     # made logdir this run's (hparams.json first): nothing of it lands in a directory it refuses.
     # Stopped before its first step, the run saves checkpoint 0, whose row a resume measures.
-    pending = []
+    pending = None
     latest = trainer.checkpoints.latest()
     if latest is None:
-        pending.append(measured(0))
+        pending = measured(0)
     else:
         step = int(trainer.checkpoints.read_state(latest)["step"])
         if evaluation_step(step) and not any(r["step"] == step for r in rows):
@@ -276,16 +276,16 @@ def run_seed(
             keep(measured(step))
 
     def on_progress(progress) -> None:
-        while pending:
-            keep(pending.pop())
+        nonlocal pending
+        if pending is not None:
+            keep(pending)
+            pending = None
         if evaluation_step(progress.step):
             keep(measured(progress.step))
 
     trainer.on_progress = on_progress
     try:
         trainer.run()
-        while pending:
-            keep(pending.pop())
     finally:
         if writer is not None:
             writer.close()

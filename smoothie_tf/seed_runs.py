@@ -30,9 +30,9 @@ def checked_configs(
     fail: Fail,
 ) -> tuple[pathlib.Path, dict]:
     """(root of the runs, agent -> its validated hparams: `hparams_files(agent)` with the
-    overrides), in the order asked, duplicates dropped;
-    `fail`s on an unknown method, a figure or run directory that cannot be written, or bad
-    hparams. Imports no TensorFlow, so a refusal is quick."""
+    overrides), in the order asked, duplicates dropped; `fail`s on an unknown method, a figure or
+    run directory that cannot be written, or bad hparams. Imports no TensorFlow, so a refusal is
+    quick."""
     from smoothie_tf import hparams as hparams_lib
     from smoothie_tf.startup import output_dir_problem, output_file_problem
 

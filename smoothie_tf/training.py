@@ -523,10 +523,11 @@ class PopulationTrainer:
             # A common point every member can go back to, should a save be cut off midway.
             self.save_checkpoints()
 
-        for m in self.running if self.step < self.hp.total_steps else []:  # a finished run adds no file
-            m.summaries = Summaries(str(m.logdir), self.action_dim)
-            if step is None:
-                m.summaries.write_run_header(m.hp, m.logdir.name, {"env": self.env_id, "seed": m.seed})
+        if self.step < self.hp.total_steps:  # a finished run adds no events file
+            for m in self.running:
+                m.summaries = Summaries(str(m.logdir), self.action_dim)
+                if step is None:
+                    m.summaries.write_run_header(m.hp, m.logdir.name, {"env": self.env_id, "seed": m.seed})
         # Python lets only the main thread install handlers; a run on another thread (a Ray Tune
         # trial) goes without them and resumes from its last periodic checkpoint if it is killed.
         previous_handlers = {}
