@@ -1,4 +1,4 @@
-"""Timing of the pieces whose speed the project promises (SPEC.md section 8).
+"""Timing of the pieces whose speed the project promises (docs/design.md section 8).
 
 Each figure is the median, over `repeats` rounds, of the mean time of one call within a round
 of `calls` calls; every function is compiled the same way (tf.function, XLA).

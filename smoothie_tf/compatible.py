@@ -8,7 +8,7 @@ derivatives at the policy mean (all the policy gradient of Theorem 1 uses):
     ∇²aQ̃w(s, Ks) = diag(e^φ ⊙ w_Σ) · h(s)        w_Σ [m], h: a scalar state feature
 
 i.e. Q̃w(s, a) = (a − Ks)ᵀ W f(s) + ½ h(s) (a − Ks)ᵀ diag(e^φ ⊙ w_Σ) (a − Ks) + (terms in s alone).
-The compatible critic (SPEC.md section 10) has f(s) = s and h(s) = 1: then W s = ∇θμ(s)ᵀ vec W and
+The compatible critic (docs/design.md section 10) has f(s) = s and h(s) = 1: then W s = ∇θμ(s)ᵀ vec W and
 diag(e^φ ⊙ w_Σ) = ∇φΣᵀ w_Σ, condition 1 of supplement B for μ and for Σ. Condition 2 is the least
 squares fit of `fit_critic`. Any other f or h (same parameter count) is not compatible.
 
@@ -20,7 +20,7 @@ distribution) gives the gradient a critic implies:
 
 For the compatible critic E_d[s sᵀ] / (1 − γ) = Σ_K, so ∇_K J ≈ W Σ_K.
 
-Targets (SPEC.md section 2, supplement C eq. 8 at a = Ks, the policy mean): with ã the sampled
+Targets (docs/design.md section 2, supplement C eq. 8 at a = Ks, the policy mean): with ã the sampled
 action, x = Σ^{-1/2}(ã − Ks) and y an unbiased estimate of Qπ(s, ã),
 
     target_1 = Σ^{-1/2} x · (y − b(s))          E[target_1 | s] = ∇aQ̃(s, Ks)
@@ -233,7 +233,7 @@ def cross_fitted_baseline(states: np.ndarray, returns: np.ndarray, folds: int = 
 def hermite_targets(
     samples: Samples, policy: GaussianPolicy, baseline: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Supplement C eq. 8 at a = Ks, one sample each (SPEC.md section 2, diagonal k = 2):
+    """Supplement C eq. 8 at a = Ks, one sample each (docs/design.md section 2, diagonal k = 2):
     target_1 = Σ^{-1/2} x (y − b) [N, m] and target_2 = (x ⊙ x − 1) / e^φ (y − b) [N, m], whose
     conditional means given s are ∇aQ̃(s, Ks) and diag ∇²aQ̃(s, Ks). baseline b [N] (default 0)."""
     y = samples.returns if baseline is None else samples.returns - baseline

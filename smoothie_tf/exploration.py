@@ -1,4 +1,4 @@
-"""DDPG's exploration noise: an Ornstein–Uhlenbeck process in discrete time (SPEC.md section 2).
+"""DDPG's exploration noise: an Ornstein–Uhlenbeck process in discrete time (docs/design.md section 2).
 
 Smoothie needs no module here: it explores by sampling its own policy N(μθ(s), Σφ).
 """

@@ -21,7 +21,7 @@ def _field(default, doc: str):
 
 @dataclasses.dataclass(frozen=True)
 class HParams:
-    """Every key of a run (SPEC.md section 4). Defaults are the paper's where it fixes them."""
+    """Every key of a run (docs/design.md section 4). Defaults are the paper's where it fixes them."""
 
     agent: str = _field("smoothie", "learner: 'smoothie' (with kl_penalty > 0: Smoothie-KL) or 'ddpg'")
     total_steps: int = _field(1_000_000, "environment steps of the run")

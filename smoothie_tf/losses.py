@@ -1,6 +1,6 @@
-"""The losses of Smoothie, Smoothie-KL and DDPG, one equation per function (SPEC.md section 2).
+"""The losses of Smoothie, Smoothie-KL and DDPG, one equation per function (docs/design.md section 2).
 
-Equation numbers "eq. N" are the supplement's (`paper/smoothie-supplement.md`); "Theorem 1" is the
+Equation numbers "eq. N" are the paper's supplementary material (`docs/design.md`); "Theorem 1" is the
 main paper's policy gradient for the mean and covariance of a Gaussian policy.
 Shapes: B examples, d action dimensions, and any leading axes before them: a population's
 member axis P makes every [B, ...] argument [P, B, ...], every [d] argument [P, d] and every
@@ -33,7 +33,7 @@ def smoothed_bellman_target(
     reward_scale: float,
     discount: float,
 ) -> tf.Tensor:
-    """y = c·r + γ·(1 − terminated)·Q̃w̄(s', μθ̄(s')), held fixed (eq. 5; SPEC.md section 2).
+    """y = c·r + γ·(1 − terminated)·Q̃w̄(s', μθ̄(s')), held fixed (eq. 5; docs/design.md section 2).
 
     rewards, terminated: [B]; next_values: [B], the target critic at the target policy's *mean*
     next action (eq. 5 bootstraps with μ(s'), no next action is sampled). `terminated` is
@@ -55,7 +55,7 @@ def critic_loss(q_values: tf.Tensor, targets: tf.Tensor, delta: float) -> tf.Ten
 
     q_values: [B], Q̃w at the phantom actions for Smoothie or at the replayed actions for DDPG;
     targets y: [B]. The importance weight 1/q(ã|s) of eq. 9 is dropped: the behaviour density of
-    replayed data is not known (SPEC.md section 2).
+    replayed data is not known (docs/design.md section 2).
     """
     return tf.reduce_mean(huber(q_values - tf.stop_gradient(targets), delta), axis=-1)
 
@@ -67,7 +67,7 @@ def standardised_offsets(
 
     replay_actions ã, phantom_actions a: [B, d]; variance v = exp(φ): [d], Σ = diag(v), held fixed.
     Returns x: [B, d]. The sign is (ã − a), not eq. 9's (a − ã): by eq. 7,
-    ∂N(ã|a, Σ)/∂a = N(ã|a, Σ)·Σ^{-1}(ã − a) (SPEC.md section 2).
+    ∂N(ã|a, Σ)/∂a = N(ã|a, Σ)·Σ^{-1}(ã − a) (docs/design.md section 2).
     """
     return (replay_actions - phantom_actions) / tf.sqrt(tf.stop_gradient(variance))[..., None, :]
 
@@ -152,7 +152,7 @@ def smoothie_policy_surrogate(
 def kl_to_target_policy(
     means: tf.Tensor, log_variance: tf.Tensor, target_means: tf.Tensor, target_log_variance: tf.Tensor
 ) -> tf.Tensor:
-    """mean_s KL(N(μθ(s), diag e^φ) ‖ N(μθ̄(s), diag e^φ̄)), the Smoothie-KL penalty (SPEC.md section 2).
+    """mean_s KL(N(μθ(s), diag e^φ) ‖ N(μθ̄(s), diag e^φ̄)), the Smoothie-KL penalty (docs/design.md section 2).
 
     means, target_means: [B, d]; log_variance φ, target_log_variance φ̄: [d]. The target (lagged)
     policy is held fixed. Closed form: ½ Σ_i [v_i/v̄_i + (μ_i − μ̄_i)²/v̄_i − 1 + ln v̄_i − ln v_i],

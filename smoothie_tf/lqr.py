@@ -1,4 +1,4 @@
-"""Closed forms of the discounted linear-quadratic task (SPEC.md section 10), in numpy float64.
+"""Closed forms of the discounted linear-quadratic task (docs/design.md section 10), in numpy float64.
 
 Dynamics s' = A s + B a + w, w ~ N(0, W); reward r = −(sᵀQs + aᵀRa); s0 ~ N(0, Σ0); discount γ.
 A linear-Gaussian policy a = K s + ε, ε ~ N(0, Σ), has K [m, n] and Σ [m, m]; A_K = A + B K.

@@ -1,4 +1,4 @@
-"""Whole-loop speed of populations (SPEC.md section 9): environment steps per second of P runs
+"""Whole-loop speed of populations (docs/design.md section 9): environment steps per second of P runs
 trained in one process, against single runs in separate processes.
 
 Each figure comes from its own process, so that the populations measured before it do not

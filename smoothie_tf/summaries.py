@@ -1,6 +1,6 @@
 """TensorBoard dashboards of a run: scalars, histograms, the hparams dashboard and a layout.
 
-Tags (SPEC.md section 5): eval/mean_return, train/episode_return, loss/critic, loss/policy,
+Tags (docs/design.md section 5): eval/mean_return, train/episode_return, loss/critic, loss/policy,
 policy/mean_variance, policy/variance (histogram, and one scalar per action dimension),
 critic/q_mean, perf/env_steps_per_sec.
 """

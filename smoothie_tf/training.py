@@ -1,7 +1,7 @@
 """The training run: act, store, update, evaluate, summarise, checkpoint; resumes exactly.
 
 A `PopulationTrainer` trains P runs (members) in lockstep, one compiled train step per
-environment step for all of them (SPEC.md section 9); each member has its own environment,
+environment step for all of them (docs/design.md section 9); each member has its own environment,
 evaluation environment, replay buffer, NumPy generator and run directory, and a member whose
 update turns non-finite stops while the others go on. `Trainer` is the population of one.
 

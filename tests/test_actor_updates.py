@@ -5,7 +5,7 @@ Each test takes one `agent.train_step` on a fresh agent (a single run: a populat
 variable [1, ...]) and recovers the gradient the step applied from Adam's first moment, the "m"
 slots of the agent's MemberAdams: m starts at 0 and m ← m + (1 − β1)(g − m), as Keras's Adam, so
 after exactly one step g = m/(1 − β1). It compares that gradient, variable by variable, with one
-computed apart in float32 by tf.GradientTape from the formulas of SPEC.md section 2:
+computed apart in float32 by tf.GradientTape from the formulas of docs/design.md section 2:
 
 - DDPG: −∇θ mean_s Q_w(s, μθ(s));
 - Smoothie: the gradient in θ and φ of −mean_s[g·μθ(s) + ½ Σ_i H_ii e^φ_i] + λ·mean_s KL(π ‖ π̄), with

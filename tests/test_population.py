@@ -1,4 +1,4 @@
-"""Populations (SPEC.md section 9): P runs in one compiled step, member by member the same as each
+"""Populations (docs/design.md section 9): P runs in one compiled step, member by member the same as each
 run alone. The agents' updates and exploring actions against populations of one, the populations
 that are refused, the trainer's member runs and their run directories, a member that diverges
 while the others go on, and `bin/train --seeds`: bad input, signals, kill -9 and exact resume."""

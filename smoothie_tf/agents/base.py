@@ -1,7 +1,7 @@
 """What Smoothie and DDPG share: networks, their target copies, optimizers, random streams, the
 critic's update, the Polyak update of the targets, and the compiled acting and training functions.
 
-An agent is a *population* of P ≥ 1 members (SPEC.md section 9): every network weight, target,
+An agent is a *population* of P ≥ 1 members (docs/design.md section 9): every network weight, target,
 optimizer slot, noise state and random stream carries a leading member axis [P, ...], and one
 compiled step updates every member. Members differ in seed and in any hparam that does not change
 a shape (all but `SHAPE_KEYS`); member k's update depends on member k alone. A single run is a population

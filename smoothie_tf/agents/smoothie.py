@@ -1,4 +1,4 @@
-"""Smoothie and Smoothie-KL (SPEC.md section 2): a Gaussian policy N(μθ(s), diag e^φ) learned from
+"""Smoothie and Smoothie-KL (docs/design.md section 2): a Gaussian policy N(μθ(s), diag e^φ) learned from
 a smoothed critic's action-gradient (for μ) and half its action-Hessian (for Σ)."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class SmoothieAgent(ActorCriticAgent):
     """Smoothie, and Smoothie-KL when `kl_penalty` λ > 0.
 
     SmoothieAgent(observation_dim, action_low, action_high, *, seed, **hparams), hparams being
-    `AgentConfig`'s fields (SPEC.md section 4's keys), or a population with seeds=[...] and
+    `AgentConfig`'s fields (docs/design.md section 4's keys), or a population with seeds=[...] and
     hparams=[...] (see `ActorCriticAgent`); `ou_damping` and `ou_stddev` are accepted and unused.
     One train step, for every member at once, in the order of the paper's algorithm:
 
@@ -42,7 +42,7 @@ class SmoothieAgent(ActorCriticAgent):
       4. Polyak update of critic, mean and φ.
 
     `log_variance_lr` > 0 trains φ with an Adam of its own at that rate (a remedy for the variance
-    collapse of SPEC.md section 2's pitfall; not in the paper, off by default).
+    collapse of docs/design.md section 2's pitfall; not in the paper, off by default).
 
     `derivative_bellman_k1` / `_k2` > 0 add the derivative Bellman losses (supplement C, eqs. 6–9)
     to step 2: k1·mean‖∇aQ̃w(s, a) − Σ^{-1/2}x·y‖² + k2·mean‖∇²aQ̃w(s, a) − Σ^{-1/2}(xxᵀ − I)Σ^{-1/2}·y‖²_F
@@ -195,7 +195,7 @@ class SmoothieAgent(ActorCriticAgent):
     def policy_update(self, observations: tf.Tensor) -> dict:
         """One Adam step on Theorem 1's surrogate (+ λ·KL to the target policy), per member.
 
-        Choices SPEC.md leaves open: g and H come from the critic as just updated in this step;
+        Choices docs/design.md leaves open: g and H come from the critic as just updated in this step;
         only diag H is carried through the jets (Σ is diagonal); the actor's gradients are not
         clipped (Table 1 clips Q's only); "policy/kl" is reported only when some λ > 0, each
         member's own (a member with λ = 0 adds 0·KL of masked inputs, `weighted_inputs`). "loss/policy"

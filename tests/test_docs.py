@@ -1,0 +1,70 @@
+"""The documentation's references hold: every "docs/design.md section N" cited in the repository
+names a section of docs/design.md, every repository path README.md and docs/design.md name
+exists, and design section 4's hparams keys are the declared ones."""
+
+import re
+
+import pytest
+from small_runs import ROOT
+
+from smoothie_tf import hparams as hparams_lib
+
+DESIGN = ROOT / "docs" / "design.md"
+CITED_FOLDERS = ("README.md", "docs", "smoothie_tf", "tests", "results", "hparams", "bin", "scripts")
+# A path under one of the repository's own folders, globs allowed (`hparams/lqr_*.json`); not a
+# command's output path (`--out=results/report.png`).
+FOLDERS = "smoothie_tf|tests|results|docs|hparams|scripts|bin"
+REPO_PATH = re.compile(rf"(?<![\w/.=-])((?:{FOLDERS})/[\w./*-]*[\w*/])")
+
+
+def design_sections() -> dict[int, str]:
+    """Section number -> its text, from the '## N. Title' headings."""
+    parts = re.split(r"^## (\d+)\. .*$", DESIGN.read_text(), flags=re.M)
+    return {int(number): text for number, text in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def cited_files() -> list:
+    files = []
+    for name in CITED_FOLDERS:
+        path = ROOT / name
+        files += [path] if path.is_file() else sorted(path.rglob("*"))
+    texts = [f for f in files if f.is_file() and f.suffix in {".py", ".md", ".sh", ""}]
+    return [f for f in texts if "__pycache__" not in f.parts]
+
+
+def test_design_sections_are_numbered_one_to_ten():
+    assert sorted(design_sections()) == list(range(1, 11))
+
+
+def test_every_cited_design_section_exists():
+    sections = design_sections()
+    citations = []
+    for path in cited_files():
+        text = path.read_text(errors="replace")
+        for match in re.finditer(r"docs/design\.md\s+section\s+(\d+)", text):
+            citations.append((path.relative_to(ROOT), int(match.group(1))))
+    assert len(citations) >= 20, citations  # the code cites the design throughout
+    assert [c for c in citations if c[1] not in sections] == []
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/design.md"])
+def test_every_repository_path_a_document_names_exists(document):
+    text = (ROOT / document).read_text()
+    named = sorted(set(REPO_PATH.findall(text)))
+    assert len(named) >= 5, named
+    missing = [p for p in named if not any(ROOT.glob(p.rstrip("/")))]
+    assert missing == []
+
+
+def test_section_4_lists_declared_hparams_keys_and_every_pinned_one():
+    section = design_sections()[4]
+    listing = section[section.index("- hparams keys") :]
+    listed = set(re.findall(r"`([a-z][a-z0-9_]*)`", listing)) - {"agent_kind"}
+    declared = set(hparams_lib.describe())
+    assert listed - declared == set()
+    pinned = """agent total_steps actor_lr critic_lr reward_scale discount target_lag batch_size grad_clip
+    huber_delta updates_per_step kl_penalty initial_log_variance ou_damping ou_stddev replay_capacity
+    warmup_steps eval_interval eval_episodes checkpoint_interval actor_hidden critic_state_embedding
+    critic_hidden derivative_bellman_k1 derivative_bellman_k2 derivative_bellman_diagonal
+    derivative_bellman_baseline""".split()
+    assert set(pinned) - listed == set()
