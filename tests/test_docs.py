@@ -1,7 +1,9 @@
 """The documentation's references hold: every "docs/design.md section N" cited in the repository
-names a section of docs/design.md, every repository path README.md and docs/design.md name
-exists, and design section 4's hparams keys are the declared ones."""
+names a section of docs/design.md, every Markdown file the code and documents cite is in the
+repository, every repository path README.md and docs/design.md name exists, and design section
+4's hparams keys are the declared ones."""
 
+import pathlib
 import re
 
 import pytest
@@ -45,6 +47,23 @@ def test_every_cited_design_section_exists():
             citations.append((path.relative_to(ROOT), int(match.group(1))))
     assert len(citations) >= 20, citations  # the code cites the design throughout
     assert [c for c in citations if c[1] not in sections] == []
+
+
+def test_every_cited_markdown_file_is_in_the_repository():
+    """A citation such as `results/lqr.md` or `lqr.md` beside the citing file must resolve: a user
+    with the repository alone can follow it."""
+    in_repository = {p.name for p in ROOT.rglob("*.md") if not {".venv", "runs"} & set(p.parts)}
+    cited, missing = set(), []
+    # Tests and scripts name files they write; a flag's value (`--markdown=FILE.md`) is an output too.
+    citing = [p for p in cited_files() if not {"tests", "scripts"} & set(p.relative_to(ROOT).parts)]
+    for path in citing:
+        for name in re.findall(r"(?<![\w/.=$}-])([\w/.-]*\w\.md)\b", path.read_text(errors="replace")):
+            cited.add(name)
+            here = [ROOT / name, path.parent / name]
+            if not any(p.is_file() for p in here) and pathlib.PurePath(name).name not in in_repository:
+                missing.append((str(path.relative_to(ROOT)), name))
+    assert len(cited) >= 10, cited
+    assert missing == []
 
 
 @pytest.mark.parametrize("document", ["README.md", "docs/design.md"])
