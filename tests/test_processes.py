@@ -1,0 +1,287 @@
+"""bin/train --seeds=... --processes=N: the seeds split into N one-thread populations, each an
+ordinary `bin/train --seeds=<group>`; what the parts write, refuse, print and do on signals."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from small_runs import ROOT
+from test_population import (
+    BANDIT_ARGS,
+    PENDULUM_HPARAMS,
+    PENDULUM_OVERRIDES,
+    checkpoint_steps,
+    final_model,
+    latest_step,
+    wait_for_checkpoints,
+)
+from test_training import run_train, train_command, tree_snapshot
+
+from smoothie_tf import processes
+
+# --- the split, the seeds' text and the exit code, by value ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seeds, parts, groups",
+    [
+        (list(range(8)), 2, [[0, 1, 2, 3], [4, 5, 6, 7]]),
+        (list(range(5)), 2, [[0, 1, 2], [3, 4]]),
+        ([0, 3, 7, 9, 11], 3, [[0, 3], [7, 9], [11]]),
+        ([4, 2], 2, [[4], [2]]),
+        ([5], 1, [[5]]),
+    ],
+)
+def test_split_seeds_gives_consecutive_groups_larger_first(seeds, parts, groups):
+    assert processes.split_seeds(seeds, parts) == groups
+
+
+@pytest.mark.parametrize("parts", [0, 3])
+def test_split_seeds_refuses_more_parts_than_seeds_or_none(parts):
+    with pytest.raises(ValueError, match=f"cannot split 2 seeds into {parts} processes"):
+        processes.split_seeds([0, 1], parts)
+
+
+@pytest.mark.parametrize(
+    "seeds, text",
+    [([0, 1, 2, 3], "0-3"), ([0, 3, 7], "0,3,7"), ([4, 5], "4,5"), ([6], "6"), ([2, 1, 0], "2,1,0")],
+)
+def test_seeds_text_is_the_seeds_flag_syntax(seeds, text):
+    assert processes.seeds_text(seeds) == text
+
+
+@pytest.mark.parametrize(
+    "codes, interrupted, combined",
+    [
+        ([0, 0], False, 0),
+        ([0, 1], False, 1),
+        ([1, 2], False, 2),
+        ([130, 0], False, 130),
+        ([1, 130], False, 1),
+        ([0, -9], False, 1),
+        ([0, 2], True, 130),
+        ([0, 0], True, 130),
+    ],
+)
+def test_combined_exit_code(codes, interrupted, combined):
+    assert processes.combined_exit_code(codes, interrupted) == combined
+
+
+def test_parts_run_at_once_with_one_thread_and_their_lines_prefixed(capfd):
+    """Each part sees one TensorFlow thread; both run at the same time (each waits for the other's
+    file); every line of stdout and stderr comes through whole, with its part's prefix."""
+    script = (
+        "import os, sys, time, pathlib\n"
+        "me, other = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])\n"
+        "me.touch()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not other.exists() and time.monotonic() < deadline: time.sleep(0.01)\n"
+        "print(os.environ['TF_NUM_INTRAOP_THREADS'], os.environ['TF_NUM_INTEROP_THREADS'], other.exists())\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "sys.exit(int(sys.argv[3]))\n"
+    )
+    tmp = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"parts-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    a, b = tmp / "a", tmp / "b"
+    code = processes.run_parts(
+        [
+            [sys.executable, "-c", script, str(a), str(b), "0"],
+            [sys.executable, "-c", script, str(b), str(a), "1"],
+        ],
+        ["[A] ", "[B] "],
+    )
+    out, err = capfd.readouterr()
+    assert code == 1
+    assert sorted(out.splitlines()) == ["[A] 1 1 True", "[B] 1 1 True"]
+    assert sorted(err.splitlines()) == ["[A] to stderr", "[B] to stderr"]
+
+
+def test_a_part_gets_sigterm_when_its_parent_is_killed(tmp_path):
+    """kill -9 of the process running the parts: each part is sent SIGTERM at once, though it
+    never writes a line (a part that writes would also die of the broken pipe, too late)."""
+    ready, stopped = tmp_path / "ready", tmp_path / "stopped"
+    part = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(signum, frame):\n"
+        "    pathlib.Path(sys.argv[1]).write_text(str(signum))\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "pathlib.Path(sys.argv[2]).touch()\n"
+        "time.sleep(120)\n"
+    )
+    parent = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from smoothie_tf import processes\n"
+        f"command = [sys.executable, '-c', {part!r}, {str(stopped)!r}, {str(ready)!r}]\n"
+        "processes.run_parts([command], ['[x] '])\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", parent])
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.exists()
+    process.kill()
+    assert process.wait() == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while not stopped.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stopped.exists() and stopped.read_text() == str(int(signal.SIGTERM))
+
+
+# --- bin/train --processes ---------------------------------------------------------------------
+
+STEPS = 20
+SHORT = [
+    f"--hparam=total_steps={STEPS}",
+    f"--hparam=eval_interval={STEPS}",
+    f"--hparam=checkpoint_interval={STEPS}",
+]
+
+
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory) -> tuple[pathlib.Path, subprocess.CompletedProcess]:
+    logdir = tmp_path_factory.mktemp("split") / "pop"
+    return logdir, run_train(*BANDIT_ARGS, *SHORT, "--seeds=0-2,5", "--processes=2", f"--logdir={logdir}")
+
+
+def test_each_group_trains_as_its_own_one_thread_population(split_run, tmp_path):
+    """Seeds 0-2,5 in two processes: the groups 0,1 and 2,5, each the population that
+    `bin/train --seeds=<group>` with one TensorFlow thread trains, bit for bit."""
+    logdir, result = split_run
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("training seeds 0,1 | 2,5 in 2 processes, one TensorFlow thread each")
+    assert lines[-1] == f"done: seeds 0, 1, 2, 5 in 2 processes; logdir {logdir}"
+    assert any(line.startswith("[seeds 0,1] done: ") for line in lines), result.stdout
+    assert any(line.startswith("[seeds 2,5] done: ") for line in lines), result.stdout
+    assert all(line.startswith(("[seeds 0,1] ", "[seeds 2,5] ")) for line in lines[1:-1]), result.stdout
+    assert sorted(p.name for p in logdir.iterdir()) == ["seed0", "seed1", "seed2", "seed5"]
+    reference = tmp_path / "reference"
+    alone = subprocess.run(
+        train_command(*BANDIT_ARGS, *SHORT, "--seeds=2,5", f"--logdir={reference}"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **processes.ONE_THREAD, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+    assert alone.returncode == 0, alone.stderr
+    for seed in (2, 5):
+        assert checkpoint_steps(logdir / f"seed{seed}")[-1] == STEPS
+        split, straight = final_model(logdir / f"seed{seed}"), final_model(reference / f"seed{seed}")
+        assert sorted(split) == sorted(straight)
+        for name in straight:
+            np.testing.assert_array_equal(split[name], straight[name], err_msg=f"seed{seed} {name}")
+    # Seeds 0 and 2 lead their groups (member 0 of each), yet are different runs.
+    assert not np.array_equal(final_model(logdir / "seed0")["critic/q/kernel"], split["critic/q/kernel"])
+
+
+def test_a_finished_split_run_run_again_trains_nothing(split_run):
+    logdir, _ = split_run
+    before = {seed: checkpoint_steps(logdir / f"seed{seed}") for seed in (0, 1, 2, 5)}
+    result = run_train(*BANDIT_ARGS, *SHORT, "--seeds=0-2,5", "--processes=2", f"--logdir={logdir}")
+    assert result.returncode == 0, result.stderr
+    assert {seed: checkpoint_steps(logdir / f"seed{seed}") for seed in (0, 1, 2, 5)} == before
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seed=0", "--processes=2"], "--processes splits a population: give --seeds too"),
+        (["--processes=2"], "--processes splits a population: give --seeds too"),
+        (["--seeds=0,1", "--processes=3"], "--processes=3 is more than the 2 seed(s) of --seeds"),
+        (["--seeds=0,1", "--processes=0"], "--processes"),
+        (["--seeds=0,1", "--processes=2", "--env=NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
+    ],
+)
+def test_bad_processes_get_one_line_exit_2_and_nothing_written(tmp_path, flags, message):
+    result = run_train(*BANDIT_ARGS, *flags, cwd=tmp_path)  # the default logdir is under cwd
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("bin/train: error: ") and message in lines[0], (
+        result.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_member_directory_of_another_run_is_refused_before_any_part_starts(split_run):
+    """Seed 3 is free, seed 5 holds a run of other hparams: one line, no part started, nothing
+    written (seed 3's group would otherwise have begun)."""
+    logdir, _ = split_run
+    before = tree_snapshot(logdir)
+    result = run_train(
+        *BANDIT_ARGS, *SHORT, "--hparam=actor_lr=0.5", "--seeds=3,5", "--processes=2", f"--logdir={logdir}"
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(logdir / "seed5") in lines[0] and "different run" in lines[0], (
+        result.stderr
+    )
+    assert "training seeds" not in result.stdout
+    assert tree_snapshot(logdir) == before and not (logdir / "seed3").exists()
+
+
+def children(pid: int) -> list[int]:
+    path = pathlib.Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not ended (an ended orphan may stay a zombie until reaped)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_sigterm_stops_every_part_with_a_checkpoint_and_kill_9_of_the_parent_stops_them_too(tmp_path):
+    """SIGTERM to bin/train: every part checkpoints, exit 130. Run again, then kill -9 of bin/train
+    alone: its parts are not left training (each gets SIGTERM and checkpoints). The same command
+    then finishes every member."""
+    args = [
+        "--env=Pendulum-v1",
+        f"--hparams={PENDULUM_HPARAMS}",
+        *(f"--hparam={o}" for o in PENDULUM_OVERRIDES),
+        "--seeds=0-3",
+        "--processes=2",
+        f"--logdir={tmp_path / 'pop'}",
+    ]
+    members = [tmp_path / "pop" / f"seed{k}" for k in range(4)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        train_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for_checkpoints(members, process, 50)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    steps = [latest_step(m) for m in members]
+    assert all(s >= 50 for s in steps), steps
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert sorted(line.split("]")[0] for line in lines[:-1]) == ["[seeds 0,1", "[seeds 2,3"], stderr
+    assert all("interrupted: signal 15 at step" in line and "checkpoint saved" in line for line in lines[:-1])
+    assert lines[-1] == "bin/train: interrupted; run the same command again to resume"
+
+    process = subprocess.Popen(
+        train_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for_checkpoints(members, process, max(steps) + 50)
+    parts = children(process.pid)
+    assert len(parts) == 2, parts
+    process.kill()
+    assert process.wait() == -signal.SIGKILL
+    deadline = time.monotonic() + 120
+    while any(map(running, parts)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in parts if running(p)]
+    assert left == [], "parts outlived bin/train"
+
+    result = run_train(*args)
+    assert result.returncode == 0, result.stderr
+    assert [latest_step(m) for m in members] == [300] * 4
+    assert "resumed 2 run(s)" in result.stdout and result.stdout.count("resumed 2 run(s)") == 2, result.stdout
