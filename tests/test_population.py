@@ -457,6 +457,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
         (["--seeds=0,0"], "names seed 0 twice"),
         (["--seeds=0-2,1"], "names seed 1 twice"),
         (["--seed=0", "--seeds=0,1"], "give --seed (one run) or --seeds (a population), not both"),
+        (["--seed=0", "--processes=2"], "--processes splits a population: give --seeds too"),
+        (["--processes=2"], "--processes splits a population: give --seeds too"),
+        (["--seeds=0,1", "--processes=3"], "--processes=3 is more than the 2 seed(s) of --seeds"),
+        (["--seeds=0,1", "--processes=0"], "--processes"),
+        (["--seeds=0,1", "--processes=2", "--env=NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
     ],
 )
 def test_bad_seeds_get_one_line_exit_2_and_nothing_written(tmp_path, flags, message):
