@@ -2,11 +2,10 @@
 
 On a CPU, a member's update costs a core about as much in a population as alone, and one process
 leaves a core idle while Python steps the environments; one one-thread population per core keeps
-both cores busy (README, Speed: two populations of four made 629 environment steps/s against 565
-for one process of eight). Each part is an ordinary `bin/train --seeds=...` of its own seeds, so
-it writes, resumes and refuses exactly as that command does; this module only starts the parts,
-relays their output line by line with a prefix naming their seeds, passes signals on, and
-combines their exit codes. Imports no TensorFlow.
+both cores busy (README, Populations and Speed). Each part is an ordinary `bin/train --seeds=...`
+of its own seeds, so it writes, resumes and refuses exactly as that command does; this module
+builds the parts' commands, starts them, relays their output line by line with a prefix naming
+their seeds, passes signals on, and combines their exit codes. Imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ import threading
 from collections.abc import Sequence
 
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+# Set in a part's environment to the pid of the process that started it (`stop_with_parent`).
+PARENT_VARIABLE = "SMOOTHIE_TF_PARENT_PID"
 PR_SET_PDEATHSIG = 1
 
 
@@ -45,16 +46,47 @@ def seeds_text(seeds: Sequence[int]) -> str:
     return ",".join(map(str, seeds))
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (kill -9 included), so that a part
-    checkpoints and stops instead of training on unseen (Linux; elsewhere a no-op)."""
+def part_commands(
+    script: str,
+    env_id: str,
+    hparams_file: str,
+    overrides: Sequence[str],
+    logdir: str,
+    env_kwargs: str | None,
+    groups: Sequence[Sequence[int]],
+) -> list[list[str]]:
+    """One `bin/train` command line per group: the same env, hparams file, overrides (in their
+    order), logdir and env keyword arguments, and --seeds=<group>."""
+    common = [sys.executable, script, f"--env={env_id}", f"--hparams={hparams_file}"]
+    common += [f"--hparam={override}" for override in overrides]
+    common.append(f"--logdir={logdir}")
+    if env_kwargs is not None:
+        common.append(f"--env_kwargs={env_kwargs}")
+    return [[*common, f"--seeds={seeds_text(group)}"] for group in groups]
+
+
+def stop_with_parent() -> None:
+    """Called first thing in a part: the kernel is to send it SIGTERM when the process that
+    started it dies (kill -9 included), so that it checkpoints and stops instead of training on
+    unseen; if that process has died already, the part exits at once. A no-op in a process not
+    started by `run_parts`, and on systems without prctl (the part then stops at its next line of
+    output, on the broken pipe)."""
+    parent = os.environ.pop(PARENT_VARIABLE, None)
+    if parent is None:
+        return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):
+        sys.exit(130)
 
 
 def _relay(stream, out, prefix: str, lock: threading.Lock) -> None:
+    """Copies `stream` to `out` line by line with `prefix`. Reads to the end whatever happens to
+    `out` (closed, a broken pipe): a part whose output is not read would block on its next write."""
     for line in stream:
-        with lock:
+        if not line.endswith("\n"):
+            line += "\n"
+        with lock, contextlib.suppress(OSError, ValueError):
             out.write(prefix + line)
             out.flush()
     stream.close()
@@ -74,8 +106,10 @@ def combined_exit_code(codes: Sequence[int], interrupted: bool) -> int:
 def run_parts(commands: Sequence[Sequence[str]], prefixes: Sequence[str]) -> int:
     """Runs each command in a one-thread process, all at once, relaying their stdout and stderr
     line by line with their prefix; SIGINT or SIGTERM is passed on to every part as SIGTERM (each
-    checkpoints and exits 130). Returns `combined_exit_code` once every part has ended."""
-    environment = {**os.environ, **ONE_THREAD}
+    checkpoints and exits 130), and no part is started after one. Returns `combined_exit_code`
+    once every part has ended. Call it from the main thread: a part's parent-death signal follows
+    the thread that started it."""
+    environment = {**os.environ, **ONE_THREAD, PARENT_VARIABLE: str(os.getpid())}
     lock = threading.Lock()
     interrupted = False
     parts: list[subprocess.Popen] = []
@@ -91,22 +125,24 @@ def run_parts(commands: Sequence[Sequence[str]], prefixes: Sequence[str]) -> int
     relays = []
     try:
         for command, prefix in zip(commands, prefixes, strict=True):
+            if interrupted:
+                break
             part = subprocess.Popen(
                 command,
                 env=environment,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                errors="replace",
                 bufsize=1,
-                preexec_fn=_die_with_parent,
             )
             parts.append(part)
-            if interrupted:  # a signal came while the part was starting
-                part.send_signal(signal.SIGTERM)
             for stream, out in ((part.stdout, sys.stdout), (part.stderr, sys.stderr)):
                 relay = threading.Thread(target=_relay, args=(stream, out, prefix, lock), daemon=True)
                 relay.start()
                 relays.append(relay)
+        if interrupted:  # a signal came while the last part was starting
+            stop_parts(signal.SIGTERM, None)
         codes = [part.wait() for part in parts]
         for relay in relays:
             relay.join()
