@@ -493,6 +493,7 @@ class PopulationTrainer:
 
     def _loop(self) -> None:
         hp = self.hp
+        first_step = self.step
         window_start, window_steps = time.perf_counter(), 0
         steps_per_sec = 0.0
         while self.step < hp.total_steps and self.running:
@@ -564,7 +565,9 @@ class PopulationTrainer:
                 )
             )
         for m in self.running:
-            self.export_policy(m, m.logdir / "policy")
+            # A finished run run again keeps its policy; one cut off before its export gets it.
+            if self.step > first_step or not (m.logdir / "policy").is_dir():
+                self.export_policy(m, m.logdir / "policy")
 
     def export_policy(self, member: Member, directory: pathlib.Path) -> None:
         """A member's mean action as a SavedModel, runnable with TensorFlow alone:

@@ -17,8 +17,8 @@ import tensorflow as tf
 from small_runs import ROOT, bandit_hparams, hopper_hparams
 from tensorboard.backend.event_processing import event_accumulator
 
+from smoothie_tf import evaluation, training
 from smoothie_tf import hparams as hparams_lib
-from smoothie_tf import training
 from smoothie_tf.agents import make_agent, make_population
 from smoothie_tf.agents.base import FINITE
 from smoothie_tf.checkpoints import CheckpointDirectory, CheckpointError
@@ -445,13 +445,18 @@ def test_a_logdir_that_is_not_a_run_is_refused_untouched(tmp_path, case):
     assert (tree_snapshot(tmp_path), sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))) == before
 
 
-def test_running_a_finished_run_again_adds_no_events_file(tmp_path):
+def test_running_a_finished_run_again_writes_nothing_but_a_missing_policy(tmp_path):
+    """No events file, no checkpoint, no policy export: the run directory is left as it was. A
+    run stopped after its last checkpoint but before its policy export gets the policy."""
     hp = bandit_hparams(total_steps=20, eval_interval=20, checkpoint_interval=20)
     assert training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path).run()["step"] == 20
-    events = sorted(tmp_path.glob("events.out.tfevents.*"))
-    assert len(events) == 1
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    before = tree_snapshot(tmp_path)
     assert training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path).run()["step"] == 20
-    assert sorted(tmp_path.glob("events.out.tfevents.*")) == events
+    assert tree_snapshot(tmp_path) == before
+    shutil.rmtree(tmp_path / "policy")
+    assert training.Trainer("SmoothieBandit-v0", hp, 0, tmp_path).run()["step"] == 20
+    assert evaluation.saved_model_actor(tmp_path / "policy")[2] == 20
 
 
 def test_a_finished_run_on_read_only_storage_is_still_recognised(finished_bandit_run, monkeypatch):
@@ -611,8 +616,6 @@ def test_a_run_on_another_thread_trains_without_signal_handlers(tmp_path):
 def test_env_kwargs_make_the_env_and_identify_the_run(tmp_path):
     """A run made with env keyword arguments trains on that env (its evaluation env too), records
     them, exports them with the policy, resumes with them, and refuses other ones."""
-    from smoothie_tf import evaluation
-
     R = [[3.0, 0.0], [0.0, 2.0]]
     hp = bandit_hparams(total_steps=40, eval_interval=40, checkpoint_interval=20)
     trainer = training.Trainer("SmoothieLQR-v0", hp, 0, tmp_path, env_kwargs={"R": R})
