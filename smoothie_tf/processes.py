@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import os
 import signal
 import subprocess
@@ -65,12 +66,35 @@ def part_commands(
     return [[*common, f"--seeds={seeds_text(group)}"] for group in groups]
 
 
+class _IgnoringBrokenPipes(io.TextIOBase):
+    """A part's stdout or stderr: once the process relaying it is gone, what is written is lost,
+    but writing does not raise, so the part still reaches its checkpoint on the way out."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError):
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
 def stop_with_parent() -> None:
     """Called first thing in a part: the kernel is to send it SIGTERM when the process that
     started it dies (kill -9 included), so that it checkpoints and stops instead of training on
-    unseen; if that process has died already, the part exits at once. A no-op in a process not
-    started by `run_parts`, and on systems without prctl (the part then stops at its next line of
-    output, on the broken pipe)."""
+    unseen; if that process has died already, the part exits at once. Its output no longer raises
+    once nobody reads it. A no-op in a process not started by `run_parts`; on systems without
+    prctl a part trains on until its end."""
     parent = os.environ.pop(PARENT_VARIABLE, None)
     if parent is None:
         return
@@ -78,6 +102,7 @@ def stop_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != int(parent):
         sys.exit(130)
+    sys.stdout, sys.stderr = _IgnoringBrokenPipes(sys.stdout), _IgnoringBrokenPipes(sys.stderr)
 
 
 def _relay(stream, out, prefix: str, lock: threading.Lock) -> None:

@@ -61,7 +61,7 @@ def checked_configs(
 
 def check_run_dirs(root: pathlib.Path, configs: dict, seeds: int, env_id: str, fail: Fail) -> None:
     """`fail`s (exit 2) when any run directory holds another run, before any of them trains."""
-    from smoothie_tf.training import RunConfigError, check_logdir, resolved_config
+    from smoothie_tf.run_dirs import RunConfigError, check_logdir, resolved_config
 
     try:
         for agent, hp in configs.items():

@@ -182,7 +182,13 @@ class PopulationTrainer:
     hps, seeds, logdirs: one per member. Members may differ in any hparam but the shape-giving
     ones (`smoothie_tf.agents.config.SHAPE_KEYS`) and those of the loop (`LOOP_KEYS`).
     `env_kwargs` (JSON values) go to `gymnasium.make` for every environment, e.g. other matrices
-    for SmoothieLQR-v0; they are part of what identifies each run."""
+    for SmoothieLQR-v0; they are part of what identifies each run.
+
+    A member whose update turns non-finite stops, writes `diverged.json` and is left out when the
+    population runs again, even in a population of one (a group of `bin/train --processes`)."""
+
+    # A single run (`Trainer`) stops with NonFiniteLossError instead and keeps no diverged.json.
+    single_run = False
 
     def __init__(
         self,
@@ -346,7 +352,7 @@ class PopulationTrainer:
                 f"non-finite weights after the update at step {self.step} (its losses: critic "
                 f"{losses[0]}, policy {losses[1]})"
             )
-        if len(self.members) == 1:
+        if self.single_run:
             raise NonFiniteLossError(f"{message}; the run stopped{self._kept_checkpoint(member)}")
         member.stopped = message
         record = {"step": self.step, "reason": message}
@@ -434,7 +440,7 @@ class PopulationTrainer:
             fresh[m.index] = not check_logdir(m.logdir, m.config)
         for m in self.members:
             diverged = m.logdir / DIVERGED
-            if len(self.members) > 1 and diverged.exists():
+            if not self.single_run and diverged.exists():
                 m.stopped = f"diverged before ({diverged})"
                 self.on_log(f"{m.name} stopped earlier ({diverged}); it is left out")
         if not self.running:
@@ -596,6 +602,8 @@ class Trainer(PopulationTrainer):
 
     `env_kwargs` (JSON values) go to `gymnasium.make` for the training and evaluation envs, e.g.
     other matrices for SmoothieLQR-v0; they are part of what identifies the run."""
+
+    single_run = True
 
     def __init__(
         self,

@@ -460,7 +460,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
         (["--seed=0", "--processes=2"], "--processes splits a population: give --seeds too"),
         (["--processes=2"], "--processes splits a population: give --seeds too"),
         (["--seeds=0,1", "--processes=3"], "--processes=3 is more than the 2 seed(s) of --seeds"),
-        (["--seeds=0,1", "--processes=0"], "--processes"),
+        (["--seeds=0,1", "--processes=0"], "flag --processes=0: 0 is not a positive integer"),
         (["--seeds=0,1", "--processes=2", "--env=NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
     ],
 )

@@ -1,6 +1,7 @@
 """bin/train --seeds=... --processes=N: the seeds split into N one-thread populations, each an
 ordinary `bin/train --seeds=<group>`; what the parts write, refuse, print and do on signals."""
 
+import json
 import os
 import pathlib
 import re
@@ -15,6 +16,8 @@ import pytest
 from small_runs import ROOT
 from test_population import (
     BANDIT_ARGS,
+    DIVERGING,
+    FIRST_UPDATE,
     PENDULUM_HPARAMS,
     PENDULUM_OVERRIDES,
     checkpoint_steps,
@@ -92,6 +95,7 @@ def test_parts_run_at_once_with_one_thread_and_their_lines_prefixed(capfd, tmp_p
         "names = ['TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'SMOOTHIE_TEST_KEPT']\n"
         "print(*(os.environ[name] for name in names), other.exists())\n"
         "print(sys.argv[4] * 100_000)\n"
+        "sys.stdout.flush(); sys.stdout.buffer.write(b'not UTF-8: \\xff\\n')\n"
         "print('to stderr', file=sys.stderr)\n"
         "sys.stderr.write('no newline')\n"
         "sys.exit(int(sys.argv[3]))\n"
@@ -106,13 +110,36 @@ def test_parts_run_at_once_with_one_thread_and_their_lines_prefixed(capfd, tmp_p
     )
     out, err = capfd.readouterr()
     assert code == 1
-    assert sorted(out.splitlines()) == [
-        "[A] 1 1 kept True",
-        f"[A] {'a' * 100_000}",
-        "[B] 1 1 kept True",
-        f"[B] {'b' * 100_000}",
+    expected = [
+        f"[{p}] {line}" for p in "AB" for line in ("1 1 kept True", p.lower() * 100_000, "not UTF-8: \ufffd")
     ]
+    assert sorted(out.splitlines()) == sorted(expected)
     assert sorted(err.splitlines()) == ["[A] no newline", "[A] to stderr", "[B] no newline", "[B] to stderr"]
+
+
+def test_a_part_goes_on_to_its_end_when_nobody_reads_its_output(tmp_path):
+    """A part (its parent's pid recorded) whose stdout is closed at the other end: its writes do
+    not raise, so it reaches its end (in bin/train: its checkpoint) rather than dying of the
+    broken pipe."""
+    go, done = tmp_path / "go", tmp_path / "done"
+    part = (
+        f"import pathlib, sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from smoothie_tf import processes\n"
+        "processes.stop_with_parent()\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while not pathlib.Path({str(go)!r}).exists() and time.monotonic() < deadline: time.sleep(0.01)\n"
+        "for _ in range(1000): print('x' * 100, flush=True)\n"
+        f"pathlib.Path({str(done)!r}).touch()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", part],
+        env={**os.environ, processes.PARENT_VARIABLE: str(os.getpid())},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    process.stdout.close()
+    go.touch()
+    assert process.wait(timeout=60) == 0 and done.exists()
 
 
 def test_part_commands_repeat_every_flag_in_order():
@@ -292,6 +319,30 @@ def test_a_group_whose_members_all_diverged_is_left_out_as_one_process_leaves_th
     assert result.stdout == "" and tree_snapshot(logdir) == before
 
 
+def test_members_diverging_in_groups_of_any_size_are_left_out_when_run_again(tmp_path):
+    """Seeds 0-2 in two processes (groups 0,1 and 2), every update non-finite: every member stops
+    with its diverged.json, the group of one too, as in one process of all three (exit 1); run
+    again, nothing is left to train (exit 2, nothing started)."""
+    args = [
+        *BANDIT_ARGS,
+        *SHORT,
+        *(f"--hparam={key}={value}" for key, value in DIVERGING.items()),
+        "--seeds=0-2",
+        "--processes=2",
+        f"--logdir={tmp_path / 'pop'}",
+    ]
+    result = run_train(*args)
+    assert result.returncode == 1, result.stderr
+    for seed in range(3):
+        record = json.loads((tmp_path / "pop" / f"seed{seed}" / DIVERGED).read_text())
+        assert record["step"] == FIRST_UPDATE, (seed, record)
+    result = run_train(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "bin/train: error: every member of this population has diverged before; nothing to train"
+    ]
+
+
 def test_a_member_directory_of_another_run_is_refused_before_any_part_starts(split_run):
     """Seed 3 is free, seed 5 holds a run of other hparams: one line, no part started, nothing
     written (seed 3's group would otherwise have begun)."""
@@ -375,6 +426,7 @@ def test_ctrl_c_and_sigterm_stop_every_part_with_a_checkpoint_and_kill_9_stops_t
     wait_for_checkpoints(members, process, max(steps) + 50)
     parts = children(process.pid)
     assert len(parts) == 2, parts
+    assert "libtensorflow" not in pathlib.Path(f"/proc/{process.pid}/maps").read_text()  # it only watches
     process.kill()
     assert process.wait() == -signal.SIGKILL
     deadline = time.monotonic() + 120
