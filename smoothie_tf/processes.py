@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import io
 import os
 import signal
 import subprocess
@@ -66,27 +65,25 @@ def part_commands(
     return [[*common, f"--seeds={seeds_text(group)}"] for group in groups]
 
 
-class _IgnoringBrokenPipes(io.TextIOBase):
+class _IgnoringBrokenPipes:
     """A part's stdout or stderr: once the process relaying it is gone, what is written is lost,
-    but writing does not raise, so the part still reaches its checkpoint on the way out."""
+    but writing does not raise, so the part still reaches its checkpoint on the way out. Anything
+    else (encoding, fileno, buffer, ...) is the stream's own."""
 
     def __init__(self, stream):
-        self.stream = stream
+        self._stream = stream
 
     def write(self, text: str) -> int:
         with contextlib.suppress(OSError):
-            self.stream.write(text)
+            self._stream.write(text)
         return len(text)
 
     def flush(self) -> None:
         with contextlib.suppress(OSError):
-            self.stream.flush()
+            self._stream.flush()
 
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-    def fileno(self) -> int:
-        return self.stream.fileno()
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def stop_with_parent() -> None:
