@@ -13,6 +13,12 @@ from smoothie_tf import hparams as hparams_lib
 from smoothie_tf.startup import output_dir_problem
 
 DIVERGED = "diverged.json"  # written in a member's run directory when its update turned non-finite
+ALL_DIVERGED = "every member of this population has diverged before; nothing to train"
+
+
+def left_out(name: str, logdir: pathlib.Path) -> str:
+    """The line that says a member which diverged before is not trained again."""
+    return f"{name} stopped earlier ({logdir / DIVERGED}); it is left out"
 
 
 class RunConfigError(ValueError):

@@ -33,7 +33,14 @@ from smoothie_tf.checkpoints import PREFIX, CheckpointDirectory, CheckpointError
 from smoothie_tf.envs import make_env
 from smoothie_tf.networks import unbatched_policy
 from smoothie_tf.replay import Batch, ReplayBuffer
-from smoothie_tf.run_dirs import DIVERGED, RunConfigError, check_logdir, resolved_config
+from smoothie_tf.run_dirs import (
+    ALL_DIVERGED,
+    DIVERGED,
+    RunConfigError,
+    check_logdir,
+    left_out,
+    resolved_config,
+)
 from smoothie_tf.summaries import EVAL_RETURN, Summaries
 
 SUMMARY_INTERVAL = 1000  # env steps between train-step summaries
@@ -442,9 +449,9 @@ class PopulationTrainer:
             diverged = m.logdir / DIVERGED
             if not self.single_run and diverged.exists():
                 m.stopped = f"diverged before ({diverged})"
-                self.on_log(f"{m.name} stopped earlier ({diverged}); it is left out")
+                self.on_log(left_out(m.name, m.logdir))
         if not self.running:
-            raise RunConfigError("every member of this population has diverged before; nothing to train")
+            raise RunConfigError(ALL_DIVERGED)
         step = self._resume_step()  # before anything is written: it may refuse
         for m in self.members:
             m.logdir.mkdir(parents=True, exist_ok=True)
