@@ -62,16 +62,17 @@ class Arm:
         return self.runs[0].env
 
 
-def load_arm(name: str, directories: Sequence[str | pathlib.Path]) -> Arm:
-    """Every run below `directories`, all of one env (AggregateError otherwise)."""
+def find_arm(name: str, directories: Sequence[str | pathlib.Path]) -> list:
+    """(run directory, record) of every run below `directories`, all of one env (AggregateError
+    otherwise); no event file is read (plotting.find_records)."""
     try:
-        runs = [plotting.load_run(path) for path in plotting.find_runs(directories)]
+        records = plotting.find_records(directories)
     except plotting.PlotError as error:
         raise AggregateError(f"arm {name}: {error}") from error
-    envs = sorted({run.env for run in runs})
+    envs = sorted({env for _, (env, _, _) in records})
     if len(envs) > 1:
         raise AggregateError(f"arm {name} mixes environments: {', '.join(envs)}")
-    return Arm(name, sorted(runs, key=lambda run: (run.seed, str(run.logdir))))
+    return records
 
 
 def arm_notes(arm: Arm) -> list[str]:
@@ -413,7 +414,14 @@ def arm_directories(items: Sequence[str]) -> dict[str, list[str]]:
 
 
 def load_arms(spec: Mapping[str, Sequence[str | pathlib.Path]]) -> list[Arm]:
-    return [load_arm(name, directories) for name, directories in spec.items()]
+    """The arms {name: directories}; every arm's runs are found and their records read before any
+    event file, so bad input is refused before TensorFlow loads."""
+    found = {name: find_arm(name, directories) for name, directories in spec.items()}
+    arms = []
+    for name, records in found.items():
+        runs = [plotting.load_events(path, record) for path, record in records]
+        arms.append(Arm(name, sorted(runs, key=lambda run: (run.seed, str(run.logdir)))))
+    return arms
 
 
 def last_step(arms: Sequence[Arm]) -> int:

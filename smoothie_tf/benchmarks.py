@@ -6,6 +6,9 @@ of `calls` calls; every function is compiled the same way (tf.function, XLA).
 
 from __future__ import annotations
 
+import os
+import pathlib
+import platform
 import time
 from collections.abc import Callable
 
@@ -13,6 +16,21 @@ import numpy as np
 import tensorflow as tf
 
 from smoothie_tf.networks import SmoothedCritic
+
+
+def machine() -> dict:
+    """What the figures were measured on: the CPU's model name (Linux's /proc/cpuinfo, else
+    `platform.processor()`), the CPUs this process may use, and TensorFlow's version."""
+    model = platform.processor()
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+                break
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cpus": cpus, "tensorflow": tf.__version__}
 
 
 def _fetch(result) -> None:

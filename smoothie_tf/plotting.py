@@ -1,7 +1,10 @@
 """Learning curves from runs' TensorBoard event files: evaluation return against environment
 steps, grouped by configuration (env and hparams, every seed of one configuration together),
 with the mean across seeds and its spread (min to max), or (aggregate "iqm") the interquartile
-mean across seeds and its 95% stratified-bootstrap interval (smoothie_tf.aggregate)."""
+mean across seeds and its 95% stratified-bootstrap interval (smoothie_tf.aggregate).
+
+TensorFlow-free until the first event file is read (TensorBoard's reader loads it): every run
+record is read before that, so bad input is refused without the seconds TensorFlow takes to load."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from smoothie_tf.summaries import EVAL_RETURN
+Record = tuple[str, int, dict]  # a run's env id, seed and hparams, from its hparams.json
 
 
 class PlotError(ValueError):
@@ -86,10 +89,17 @@ def find_runs(directories: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
     return found
 
 
-def eval_returns(logdir: str | pathlib.Path, tag: str = EVAL_RETURN) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of a scalar tag in a run's event files, sorted by step; the latest write
-    wins where a resumed run wrote a step twice."""
+def eval_returns(logdir: str | pathlib.Path, tag: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of a scalar tag (by default the evaluation return) in a run's event files,
+    sorted by step; the latest write wins where a resumed run wrote a step twice."""
+    from smoothie_tf.startup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # the event reader imports it; its start-up messages are silenced
     from tensorboard.backend.event_processing import event_accumulator
+
+    from smoothie_tf.summaries import EVAL_RETURN
+
+    tag = tag or EVAL_RETURN
 
     accumulator = event_accumulator.EventAccumulator(
         str(logdir), size_guidance={event_accumulator.TENSORS: 0, event_accumulator.SCALARS: 0}
@@ -112,12 +122,26 @@ def eval_returns(logdir: str | pathlib.Path, tag: str = EVAL_RETURN) -> tuple[np
 def load_run(logdir: pathlib.Path) -> Run:
     """The run in `logdir`: its env, seed and hparams from hparams.json (PlotError, naming the
     file, when that is not the JSON object bin/train writes) and its evaluations."""
-    env, seed, hparams = read_run_record(pathlib.Path(logdir) / "hparams.json")
-    steps, returns = eval_returns(logdir)
-    return Run(logdir, env, seed, hparams, steps, returns)
+    return load_events(logdir, read_run_record(pathlib.Path(logdir) / "hparams.json"))
 
 
-def read_run_record(path: pathlib.Path) -> tuple[str, int, dict]:
+def find_records(directories: Iterable[str | pathlib.Path]) -> list[tuple[pathlib.Path, Record]]:
+    """(run directory, its record) for every run at or below `directories` (find_runs), records
+    read (read_run_record): all bad input is refused here, before any event file is read."""
+    return [(path, read_run_record(path / "hparams.json")) for path in find_runs(directories)]
+
+
+def load_events(logdir: pathlib.Path, record: Record) -> Run:
+    """The run in `logdir` with its record (env, seed, hparams) already read and its evaluations."""
+    return Run(logdir, *record, *eval_returns(logdir))
+
+
+def load_runs(directories: Iterable[str | pathlib.Path]) -> list[Run]:
+    """Every run at or below `directories`, their records all read before any event file."""
+    return [load_events(path, record) for path, record in find_records(directories)]
+
+
+def read_run_record(path: pathlib.Path) -> Record:
     """(env id, seed, hparams) of a run's hparams.json, or PlotError in one line naming `path`."""
     try:
         record = json.loads(path.read_bytes())

@@ -8,7 +8,10 @@ import sys
 
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and probes its devices with stderr closed, so that its C++ start-up
-    messages (no CUDA driver on a CPU machine, absl's pre-init notice) do not bury ours."""
+    messages (no CUDA driver on a CPU machine, absl's pre-init notice) do not bury ours. Once
+    loaded, it is not loaded again."""
+    if "tensorflow" in sys.modules:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)

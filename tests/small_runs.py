@@ -1,6 +1,7 @@
 """Shipped hparams files cut down to small networks and short budgets, for the tests."""
 
 import dataclasses
+import os
 import pathlib
 
 from smoothie_tf import hparams as hparams_lib
@@ -27,3 +28,13 @@ def bandit_hparams(agent: str = "smoothie", **overrides) -> hparams_lib.HParams:
 
 def hopper_hparams(file: str = "smoothie", **overrides) -> hparams_lib.HParams:
     return small_hparams(file, HOPPER_BUDGET, **overrides)
+
+
+def without_tensorflow(directory: pathlib.Path) -> dict:
+    """os.environ with a `tensorflow` package that fails to import first on the path: a command run
+    with it shows that it did its work, or refused its input, without loading TensorFlow."""
+    package = directory / "tensorflow"
+    package.mkdir()
+    (package / "__init__.py").write_text('raise ImportError("tensorflow was imported")\n')
+    path = [str(directory), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}

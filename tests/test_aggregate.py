@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
-from small_runs import ROOT
+from small_runs import ROOT, without_tensorflow
 
 from smoothie_tf import aggregate, plotting
 from smoothie_tf.summaries import EVAL_RETURN
@@ -177,8 +177,8 @@ def arms_root(tmp_path_factory) -> pathlib.Path:
     return root
 
 
-def run_report(*args: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run_report(*args: str, environment: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**(environment or os.environ), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([*REPORT, *args], capture_output=True, text=True, env=environment, timeout=300)
 
 
@@ -278,6 +278,7 @@ def test_arms_that_cannot_be_compared_are_refused(arms_root, tmp_path):
     "args, message",
     [
         ([], "give at least one arm"),  # these before the runs are read,
+        (["kl"], "arm 'kl' must look like NAME=DIR or NAME=DIR1,DIR2"),
         (["kl={kl}", "--steps=100,abc"], "--steps must be a comma-separated list of integers"),
         (["kl={kl}", "--seed=-1"], "flag --seed=-1: -1 is not an integer in the range [0, 4294967295]"),
         (["kl={kl}", "--seed=4294967296"], "4294967296 is not an integer in the range"),
@@ -286,18 +287,28 @@ def test_arms_that_cannot_be_compared_are_refused(arms_root, tmp_path):
         (["kl={corrupt}", "--out={notes}/f.png"], "--out: {notes} is a file, so {notes}/f.png"),
         (["kl={corrupt}", "--markdown={notes}/t.md"], "--markdown: {notes} is a file, so {notes}/t.md"),
         (["kl={corrupt}", "--markdown={out}/figure.png"], "--markdown and --out name the same file"),
+        # these before any event file is read (and TensorFlow loaded),
+        (["kl={kl}", "ddpg={corrupt}"], "arm ddpg: {corrupt}/seed0/hparams.json is not valid JSON"),
+        (["kl={kl}", "ddpg={out}"], "arm ddpg: {out} is not a directory"),
+        (["kl={kl}", "ddpg={kl},{empty}"], "arm ddpg: no runs (directories with hparams.json) under {empty}"),
+        (["kl={kl}", "ddpg={ddpg},{walker}"], "arm ddpg mixes environments: Hopper-v4, Walker2d-v4"),
         (["kl={kl}", "ddpg={ddpg}", "--baseline=sac"], "baseline 'sac' is not an arm"),  # this one after
     ],
 )
-def test_bad_input_gets_one_line_and_exit_2(arms_root, tmp_path, args, message):
+def test_bad_input_gets_one_line_and_exit_2(arms_root, tmp_path, tmp_path_factory, args, message):
     inputs, out = tmp_path / "inputs", tmp_path / "out"
     (inputs / "corrupt" / "seed0").mkdir(parents=True)
     (inputs / "corrupt" / "seed0" / "hparams.json").write_text('{"env": "Hopper-v4", "seed": 0,\n')
     (inputs / "notes").write_text("a file\n")
     names = {"kl": arms_root / "kl", "ddpg": arms_root / "ddpg", "out": out}
     names |= {"corrupt": inputs / "corrupt", "notes": inputs / "notes"}
+    names |= {"empty": tmp_path / "empty", "walker": tmp_path / "walker"}
+    names["empty"].mkdir()
+    write_run(names["walker"] / "seed0", STEPS, [1, 2, 3], env="Walker2d-v4")
     defaults = [f"--out={out}/figure.png", f"--markdown={out}/t.md"]  # a case's own flag comes later and wins
-    result = run_report(*defaults, *(arg.format(**names) for arg in args))
+    # All but the last case are refused before TensorFlow loads.
+    environment = None if "--baseline=sac" in args else without_tensorflow(tmp_path_factory.mktemp("no_tf"))
+    result = run_report(*defaults, *(arg.format(**names) for arg in args), environment=environment)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bin/report: error:"), lines

@@ -1,5 +1,9 @@
 """The benchmark's FLOP count against the matmuls XLA compiles, and its figures' shape."""
 
+import os
+import pathlib
+import platform
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -113,3 +117,13 @@ def test_a_population_compiles_its_networks_matmuls_per_member_and_the_sums_matm
     # twice (a norm, the finite check), 2 FLOPs per entry, 2 members.
     assert sums == 2 * 2 * 2 * (64 * 64 + 67 * 48)
     assert 2 * networks + sums == pytest.approx(compiled, rel=1e-4)
+
+
+def test_machine_names_the_cpu_the_figures_were_measured_on():
+    figures = benchmarks.machine()
+    assert figures["tensorflow"] == tf.__version__
+    assert figures["cpus"] == len(os.sched_getaffinity(0))
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    assert figures["cpu"] == (names[0] if names else platform.processor())

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from small_runs import ROOT, bandit_hparams
+from small_runs import ROOT, bandit_hparams, without_tensorflow
 
 from smoothie_tf import plotting, training
 
@@ -23,8 +23,8 @@ def runs_root(tmp_path_factory):
     return root
 
 
-def run_plot(*args: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_plot(*args: str, environment: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**(environment or os.environ), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([*PLOT, *args], capture_output=True, text=True, env=environment, timeout=300)
 
 
@@ -74,6 +74,13 @@ def test_bin_plot_writes_a_png_and_prints_the_final_returns(runs_root, tmp_path)
     assert result.stdout.splitlines()[0].split()[:4] == ["env", "configuration", "seeds", "step"]
 
 
+def test_without_tensorflow_a_command_that_loads_it_fails(runs_root, tmp_path, tmp_path_factory):
+    # What makes the refusals below proof that TensorFlow was not loaded: reading event files does.
+    environment = without_tensorflow(tmp_path_factory.mktemp("no_tensorflow"))
+    result = run_plot(str(runs_root), f"--out={tmp_path}/figure.png", environment=environment)
+    assert result.returncode != 0 and "ImportError: tensorflow was imported" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -88,7 +95,7 @@ def test_bin_plot_writes_a_png_and_prints_the_final_returns(runs_root, tmp_path)
         (["{corrupt}", "--out={tmp}/taken.png"], "--out: {tmp}/taken.png is a directory"),
     ],
 )
-def test_bad_input_gets_one_line_and_exit_2(runs_root, tmp_path, args, message):
+def test_bad_input_gets_one_line_and_exit_2(runs_root, tmp_path, tmp_path_factory, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "taken.png").mkdir()
     (tmp_path / "notes").write_text("a file\n")
@@ -96,8 +103,10 @@ def test_bad_input_gets_one_line_and_exit_2(runs_root, tmp_path, args, message):
     (tmp_path / "corrupt" / "seed0" / "hparams.json").write_text('{"env": "SmoothieBandit-v0", "seed": 0,\n')
     names = {"empty": tmp_path / "empty", "runs": runs_root, "tmp": tmp_path, "notes": tmp_path / "notes"}
     names["corrupt"] = tmp_path / "corrupt"
-    # An --out of the case's own comes later and wins.
-    result = run_plot(f"--out={tmp_path}/figure.png", *(arg.format(**names) for arg in args))
+    # An --out of the case's own comes later and wins. Each is refused before TensorFlow loads.
+    environment = without_tensorflow(tmp_path_factory.mktemp("no_tensorflow"))
+    arguments = [f"--out={tmp_path}/figure.png", *(arg.format(**names) for arg in args)]
+    result = run_plot(*arguments, environment=environment)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bin/plot: error:"), lines
