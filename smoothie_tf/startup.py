@@ -1,17 +1,17 @@
 """Process start-up shared by the command-line programs and Ray Tune's trial workers, and the
 checks of an output path that the commands and the training loop make before the work."""
 
+import functools
 import os
 import pathlib
 import sys
 
 
+@functools.cache
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and probes its devices with stderr closed, so that its C++ start-up
-    messages (no CUDA driver on a CPU machine, absl's pre-init notice) do not bury ours. Once
-    loaded, it is not loaded again."""
-    if "tensorflow" in sys.modules:
-        return
+    messages (no CUDA driver on a CPU machine, absl's pre-init notice) do not bury ours. Calls
+    after the first do nothing."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)

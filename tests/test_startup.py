@@ -3,7 +3,7 @@
 import os
 import pathlib
 
-from smoothie_tf.startup import output_dir_problem, output_file_problem
+from smoothie_tf.startup import import_tensorflow_quietly, output_dir_problem, output_file_problem
 
 
 def test_a_file_under_existing_or_missing_directories_can_be_written(tmp_path):
@@ -60,3 +60,11 @@ def test_a_directory_without_write_permission_is_refused(tmp_path, monkeypatch):
     assert output_dir_problem(tmp_path) is None
     (locked / "kept.png").write_bytes(b"")  # a writable file is overwritten in place
     assert output_file_problem(locked / "kept.png") is None
+
+
+def test_tensorflow_is_imported_quietly_once(monkeypatch):
+    import_tensorflow_quietly()
+    redirected = []
+    monkeypatch.setattr(os, "dup2", lambda *args: redirected.append(args))
+    import_tensorflow_quietly()  # plotting calls it for every run's event file
+    assert redirected == []
