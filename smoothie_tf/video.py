@@ -59,23 +59,32 @@ def render_episodes(
     env_id: str,
     episodes: Sequence[dict],
     fps: int = DEFAULT_FPS,
-    timeout: float = 600,
+    timeout: float | None = None,
     env_kwargs: dict | None = None,
 ) -> None:
     """Renders each {"seed", "actions", "path"} in one child process; raises VideoError.
-    `env_kwargs` (JSON values) go to `gymnasium.make`."""
-    request = {"env_id": env_id, "env_kwargs": dict(env_kwargs or {}), "fps": fps, "episodes": list(episodes)}
+    A relative path is taken from this process's working directory. `env_kwargs` (JSON values)
+    go to `gymnasium.make`. `timeout` (seconds) defaults to a minute plus a second a frame, so
+    that a renderer which hangs is stopped and a long evaluation is not."""
+    episodes = [{**episode, "path": str(pathlib.Path(episode["path"]).absolute())} for episode in episodes]
+    if timeout is None:
+        timeout = 60 + sum(len(episode["actions"]) + 1 for episode in episodes)
+    request = {"env_id": env_id, "env_kwargs": dict(env_kwargs or {}), "fps": fps, "episodes": episodes}
     environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "smoothie_tf.video"],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout,
-        cwd=str(pathlib.Path(__file__).resolve().parent.parent),
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "smoothie_tf.video"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=timeout,
+            cwd=str(pathlib.Path(__file__).resolve().parent.parent),  # where `-m smoothie_tf` is found
+        )
+    except subprocess.TimeoutExpired as error:
+        renderer = f"MUJOCO_GL={environment['MUJOCO_GL']}"
+        raise VideoError(f"rendering with {renderer} took over {timeout:g} s; it was stopped") from error
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit code {result.returncode}"

@@ -39,9 +39,10 @@ def ddpg_bandit_run(tmp_path_factory) -> pathlib.Path:
     return logdir
 
 
-def run_eval(*args: str) -> subprocess.CompletedProcess:
+def run_eval(*args: str, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([*EVAL, *args], capture_output=True, text=True, env=environment, timeout=300)
+    command = [*EVAL, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300, cwd=cwd)
 
 
 def last_json(stdout: str) -> dict:
@@ -340,12 +341,14 @@ def test_video_dir_gets_one_mp4_per_episode_with_every_frame(hopper_run, tmp_pat
     import imageio.v2 as imageio
 
     videos = tmp_path / "videos"
-    result = run_eval(f"--logdir={hopper_run}", "--episodes=2", f"--video_dir={videos}")
+    # A relative --video_dir is taken from the working directory, as every path a command is given.
+    result = run_eval(f"--logdir={hopper_run}", "--episodes=2", "--video_dir=videos", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     record = last_json(result.stdout)
     assert sorted(os.listdir(videos)) == ["episode_000.mp4", "episode_001.mp4"]
+    assert record["videos"] == ["videos/episode_000.mp4", "videos/episode_001.mp4"]
     for path, length in zip(record["videos"], record["lengths"], strict=True):
-        reader = imageio.get_reader(path)
+        reader = imageio.get_reader(tmp_path / path)
         frames = [frame for frame in reader]
         assert len(frames) == length + 1  # the reset frame and one per step
         assert frames[0].ndim == 3 and frames[0].std() > 10  # a picture, not a blank frame
@@ -398,3 +401,22 @@ def test_eval_makes_the_env_with_the_runs_env_kwargs(tmp_path):
     default = evaluation.run_episodes(env_id, actor, 1, seed=2).returns
     assert last_json(by_checkpoint.stdout)["returns"] == pytest.approx(with_kwargs, rel=1e-6)
     assert with_kwargs != pytest.approx(default, rel=0.5)
+
+
+def test_rendering_is_stopped_after_a_minute_and_a_second_a_frame(monkeypatch, tmp_path):
+    """A renderer that hangs is stopped: VideoError, not a traceback; a long evaluation gets its time."""
+    asked = {}
+
+    def hang(*args, timeout, **kwargs):
+        asked["timeout"], asked["request"] = timeout, json.loads(kwargs["input"])
+        raise subprocess.TimeoutExpired(args[0], timeout)
+
+    monkeypatch.setattr(subprocess, "run", hang)
+    monkeypatch.chdir(tmp_path)
+    episodes = [{"seed": 0, "actions": [[0.0]] * 999, "path": "v/a.mp4"}, {"seed": 1, "actions": []}]
+    episodes[1]["path"] = str(tmp_path / "b.mp4")
+    with pytest.raises(video.VideoError, match="took over 1061 s; it was stopped"):
+        video.render_episodes("Hopper-v4", episodes)
+    assert asked["timeout"] == 60 + 1000 + 1
+    paths = [episode["path"] for episode in asked["request"]["episodes"]]
+    assert paths == [str(tmp_path / "v" / "a.mp4"), str(tmp_path / "b.mp4")]
