@@ -153,12 +153,22 @@ class ReplayBuffer:
     def _shape(self) -> tuple[int, int, int, int]:
         return (self.capacity, self.observation_dim, self.action_dim, len(self.observations))
 
+    def _rows_in_use(self, name: str, counters: np.ndarray) -> int:
+        """Leading rows of array `name` that hold data, by `counters`: all of a ring once it has
+        wrapped, the rows written so far before that (the rest are zeros)."""
+        if name == "counters":
+            return len(self.counters)
+        if name == "observations":
+            return min(int(counters[1]), len(self.observations))
+        return min(int(counters[0]), self.capacity)
+
     def save(self, path: str | os.PathLike) -> None:
         """Writes the whole state to an .npz (no pickle) atomically: a temporary file in the same
-        directory, flushed to disk, then renamed over `path`."""
+        directory, flushed to disk, then renamed over `path`. Rows never written are left out
+        (a short run's buffer of 1M transitions takes kilobytes, not 70 MB)."""
         path = pathlib.Path(path)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        arrays = {name: getattr(self, name) for name in self.ARRAYS}
+        arrays = {name: getattr(self, name)[: self._rows_in_use(name, self.counters)] for name in self.ARRAYS}
         try:
             with open(temporary, "wb") as f:
                 np.savez(f, allow_pickle=False, shape=np.array(self._shape(), np.int64), **arrays)
@@ -175,7 +185,8 @@ class ReplayBuffer:
 
     def load(self, path: str | os.PathLike) -> None:
         """Restores contents, cursors and size written by `save`; the shapes must match this
-        buffer's. On any error the buffer is left unchanged."""
+        buffer's (an array may hold all its rows, or only those in use). On any error the buffer
+        is left unchanged."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 shape = tuple(int(x) for x in data["shape"])
@@ -187,15 +198,25 @@ class ReplayBuffer:
                 f"replay buffer {path} has (capacity, observation_dim, action_dim, slots) "
                 f"{shape}, not {self._shape()}"
             )
-        for name, array in arrays.items():
-            target = getattr(self, name)
-            if array.shape != target.shape or array.dtype != target.dtype:
-                raise ValueError(
-                    f"replay buffer {path}: {name} is {array.dtype}{list(array.shape)}, "
-                    f"not {target.dtype}{list(target.shape)}"
-                )
-        added, written, oldest = (int(x) for x in arrays["counters"])
+        counters = arrays["counters"]
+        if counters.shape != self.counters.shape or counters.dtype != self.counters.dtype:
+            raise ValueError(f"replay buffer {path}: counters is {counters.dtype}{list(counters.shape)}")
+        added, written, oldest = (int(x) for x in counters)
         if not (0 <= added - oldest <= self.capacity and written >= 0):
             raise ValueError(f"replay buffer {path} has inconsistent counters {[added, written, oldest]}")
         for name, array in arrays.items():
-            getattr(self, name)[...] = array
+            target = getattr(self, name)
+            rows = self._rows_in_use(name, counters)
+            if (
+                not (rows <= len(array) <= len(target))
+                or array.shape[1:] != target.shape[1:]
+                or (array.dtype != target.dtype)
+            ):
+                expected = f"{target.dtype}{[f'{rows}..{len(target)}', *target.shape[1:]]}".replace("'", "")
+                raise ValueError(
+                    f"replay buffer {path}: {name} is {array.dtype}{list(array.shape)}, not {expected}"
+                )
+        for name, array in arrays.items():
+            target = getattr(self, name)
+            target[: len(array)] = array
+            target[len(array) :] = 0

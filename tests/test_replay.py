@@ -142,6 +142,11 @@ def test_memory_per_transition_is_about_one_observation():
     assert observation_part < 1.1 * 4 * observation_dim + 0.01
 
 
+def assert_same_state(a: ReplayBuffer, b: ReplayBuffer) -> None:
+    for name in ReplayBuffer.ARRAYS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
 def test_save_and_load_round_trip(tmp_path):
     buffer = ReplayBuffer(capacity=30, observation_dim=2, action_dim=1)
     fill(buffer, [7, 9, 11, 4, 12], truncate_every=2)
@@ -151,8 +156,7 @@ def test_save_and_load_round_trip(tmp_path):
         assert all(data[name].dtype != object for name in data.files)
     restored = ReplayBuffer(capacity=30, observation_dim=2, action_dim=1)
     restored.load(tmp_path / "replay.npz")
-    for name in ReplayBuffer.ARRAYS:
-        np.testing.assert_array_equal(getattr(restored, name), getattr(buffer, name))
+    assert_same_state(restored, buffer)
     assert (len(restored), restored.added) == (len(buffer), buffer.added) == (30, 43)
     for x, y in zip(
         buffer.sample(64, np.random.default_rng(5)),
@@ -163,8 +167,43 @@ def test_save_and_load_round_trip(tmp_path):
     # Adding continues the same way in both.
     for target in (buffer, restored):
         fill(target, [6, 6])
-    for name in ReplayBuffer.ARRAYS:
-        np.testing.assert_array_equal(getattr(restored, name), getattr(buffer, name))
+    assert_same_state(restored, buffer)
+
+
+def test_a_buffer_not_yet_full_saves_only_the_rows_in_use_and_loads_them_exactly(tmp_path):
+    buffer = ReplayBuffer(capacity=1000, observation_dim=2, action_dim=1)
+    fill(buffer, [7, 9], truncate_every=2)  # 16 transitions in 18 observation slots
+    buffer.save(tmp_path / "replay.npz")
+    with np.load(tmp_path / "replay.npz", allow_pickle=False) as data:
+        rows = {name: len(data[name]) for name in ReplayBuffer.ARRAYS}
+    assert rows == {"observations": 18, "actions": 16, "rewards": 16, "terminated": 16} | {
+        "observation_slot": 16,
+        "counters": 3,
+    }
+    # Loaded into a buffer that held other data: the unused rows are zeros again, as in `buffer`.
+    restored = ReplayBuffer(capacity=1000, observation_dim=2, action_dim=1)
+    fill(restored, [40, 40])
+    restored.load(tmp_path / "replay.npz")
+    assert_same_state(restored, buffer)
+    fill(buffer, [5, 3])  # and both go on alike
+    fill(restored, [5, 3])
+    assert_same_state(restored, buffer)
+
+
+def test_a_file_with_every_row_loads_and_one_missing_rows_in_use_is_refused(tmp_path):
+    buffer = ReplayBuffer(capacity=50, observation_dim=2, action_dim=1)
+    fill(buffer, [6, 6])
+    arrays = {name: getattr(buffer, name) for name in ReplayBuffer.ARRAYS}  # every row: older files
+    np.savez(tmp_path / "full.npz", shape=np.array([50, 2, 1, 56]), **arrays)
+    restored = ReplayBuffer(capacity=50, observation_dim=2, action_dim=1)
+    restored.load(tmp_path / "full.npz")
+    assert_same_state(restored, buffer)
+    short = arrays | {"actions": arrays["actions"][:11]}  # 12 transitions in use
+    np.savez(tmp_path / "short.npz", shape=np.array([50, 2, 1, 56]), **short)
+    other = ReplayBuffer(capacity=50, observation_dim=2, action_dim=1)
+    with pytest.raises(ValueError, match=r"short.npz: actions is float32\[11, 1\], not float32\[12..50, 1\]"):
+        other.load(tmp_path / "short.npz")
+    assert other.added == 0 and not other.actions.any()
 
 
 def test_save_replaces_an_existing_file(tmp_path):
