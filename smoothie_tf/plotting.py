@@ -236,7 +236,12 @@ def plot(
             steps, center, low, high = group.curve() if aggregate == "mean" else group.iqm_curve(reps, seed)
             if len(steps) == 0:
                 continue
-            (line,) = axis.plot(steps, center, label=curve_label(group, steps))
+            label = curve_label(group, steps)
+            if len(steps) == 1:  # one evaluation: a point, its spread an error bar
+                spread = [center - low, high - center]
+                axis.errorbar(steps, center, yerr=spread, fmt="o", capsize=4, label=label)
+                continue
+            (line,) = axis.plot(steps, center, label=label)
             axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         axis.set_title(title or env)
         axis.set_xlabel("environment steps")

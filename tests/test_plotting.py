@@ -158,6 +158,24 @@ def test_runs_that_share_a_seed_are_counted_as_runs_not_seeds(tmp_path):
     assert plotting.curve_label(group, steps) == "pop / runA / runB (4 runs), cut at 100: a run ends there"
 
 
+def test_a_curve_of_one_evaluation_is_a_point_with_its_spread(monkeypatch, tmp_path):
+    import matplotlib.collections
+
+    drawn = []
+    monkeypatch.setattr(plotting, "save_figure", lambda figure, out, dpi: drawn.append(figure))
+    one, two = synthetic_group((1, 1)), synthetic_group((2, 2))
+    two.name = "longer"
+    plotting.plot([one, two], tmp_path / "curves.png")
+    (axis,) = drawn[0].axes
+    point, line = axis.get_lines()[0], axis.get_lines()[-1]
+    assert point.get_marker() == "o" and list(point.get_xdata()) == [100]
+    _, center, low, high = one.curve()
+    assert point.get_ydata()[0] == center[0]
+    (bar,) = [c for c in axis.collections if isinstance(c, matplotlib.collections.LineCollection)]
+    np.testing.assert_allclose(bar.get_segments(), [[[100, low[0]], [100, high[0]]]])
+    assert line.get_marker() == "None" and list(line.get_xdata()) == [100, 200]  # two or more: a line
+
+
 # --- IQM curves (--aggregate=iqm) ----------------------------------------------------------------
 
 
