@@ -288,8 +288,25 @@ def _at_once(env_id: str, agent_file: str, members: int, steps: int, count: int)
     }
 
 
+USAGE = "--env=ID --hparams=NAME --members=P (--steps=N | --step_only=1)"
+
+
 def main(argv: list[str]) -> None:
-    options = dict(arg.removeprefix("--").split("=", 1) for arg in argv)
+    if {"-h", "--help"} & set(argv):
+        print(f"python -m smoothie_tf.population_speed {USAGE}\n\n{__doc__}")
+        return
+    options = dict(arg.removeprefix("--").partition("=")[::2] for arg in argv if arg.startswith("--"))
+    known = {"env", "hparams", "members", "steps", "step_only"}
+    needed = {"env", "hparams", "members"} | (set() if options.get("step_only") == "1" else {"steps"})
+    members, steps = options.get("members", ""), options.get("steps", "1")
+    if (
+        len(options) != len(argv)
+        or set(options) - known
+        or needed - set(options)
+        or not (members.isdigit() and int(members) > 0 and steps.isdigit())
+    ):
+        print(f"population_speed: error: usage {USAGE}; got {' '.join(argv) or 'nothing'}", file=sys.stderr)
+        sys.exit(2)
     from smoothie_tf.startup import import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -281,3 +281,24 @@ def test_benchmark_refuses_bad_input_with_one_line(argument):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("bin/benchmark: error: ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--env=Hopper-v4"], ["--env=Hopper-v4", "--hparams=smoothie", "--members=0", "--steps=10"], ["4"]]
+    + [["--env=Hopper-v4", "--hparams=smoothie", "--members=2", "--stpes=10"]],
+)
+def test_the_measuring_process_refuses_bad_arguments_in_one_line(args):
+    command = [sys.executable, "-m", "smoothie_tf.population_speed", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 2 and result.stdout == "", result
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("population_speed: error: usage --env=ID --hparams=NAME --members=P"), line
+
+
+def test_the_measuring_process_prints_its_usage_for_help():
+    command = [sys.executable, "-m", "smoothie_tf.population_speed", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith(f"python -m smoothie_tf.population_speed {population_speed.USAGE}\n")
+    assert population_speed.__doc__ in result.stdout

@@ -399,6 +399,22 @@ def test_an_update_that_breaks_the_weights_is_exit_1_with_one_line_and_no_checkp
     assert CheckpointDirectory(tmp_path / "checkpoints").all() == []
 
 
+def test_progress_lines_time_the_steps_between_them_and_the_end_is_rounded(tmp_path):
+    """Without a terminal: a line at the start (no rate yet), then every 30 s and at the end, each
+    with the rate since the line before."""
+    args = [f"--hparams={ROOT / 'hparams' / 'bandit_smoothie.json'}", "--hparam=total_steps=300"]
+    result = run_train("--env=SmoothieBandit-v0", *args, f"--logdir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first, *later = [line for line in lines if " steps/s) " in line]  # more of them on a slow machine
+    assert first.startswith("step 1/300 (- steps/s) episode return "), first
+    assert first.endswith(" eval return -"), first
+    assert later[-1].startswith("step 300/300 ("), later
+    assert all(int(line.split("(")[1].split()[0]) > 0 for line in later), later
+    last_return = eval_returns(tmp_path)[-1][1]
+    assert lines[-1] == f"done: 300 steps, last evaluation return {last_return:.2f}, logdir {tmp_path}"
+
+
 def test_logdir_of_another_run_is_refused_untouched(finished_bandit_run):
     before = tree_snapshot(finished_bandit_run)
     good = str(ROOT / "hparams" / "bandit_smoothie.json")
