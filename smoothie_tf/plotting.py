@@ -238,7 +238,7 @@ def plot(
                 continue
             label = curve_label(group, steps)
             if len(steps) == 1:  # one evaluation: a point, its spread an error bar
-                spread = [center - low, high - center]
+                spread = np.maximum([center - low, high - center], 0.0)  # rounding may put it outside
                 axis.errorbar(steps, center, yerr=spread, fmt="o", capsize=4, label=label)
                 continue
             (line,) = axis.plot(steps, center, label=label)

@@ -291,20 +291,32 @@ def _at_once(env_id: str, agent_file: str, members: int, steps: int, count: int)
 USAGE = "--env=ID --hparams=NAME --members=P (--steps=N | --step_only=1)"
 
 
+def options_from(argv: list[str]) -> dict[str, str]:
+    """{name: value} of `--name=value` arguments, as USAGE says; ValueError otherwise."""
+    options = {}
+    for arg in argv:
+        name, equals, value = arg.removeprefix("--").partition("=")
+        if not arg.startswith("--") or not equals or not value or name in options:
+            raise ValueError(arg)
+        options[name] = value
+    step_only = options.get("step_only") == "1"
+    needed = {"env", "hparams", "members"} | (set() if step_only else {"steps"})
+    if set(options) - needed - {"steps", "step_only"} or needed - set(options):
+        raise ValueError("arguments")
+    if options.get("step_only", "1") != "1" or not all(
+        options.get(key, "1").isdigit() and int(options.get(key, "1")) > 0 for key in ("members", "steps")
+    ):
+        raise ValueError("values")
+    return options
+
+
 def main(argv: list[str]) -> None:
     if {"-h", "--help"} & set(argv):
         print(f"python -m smoothie_tf.population_speed {USAGE}\n\n{__doc__}")
         return
-    options = dict(arg.removeprefix("--").partition("=")[::2] for arg in argv if arg.startswith("--"))
-    known = {"env", "hparams", "members", "steps", "step_only"}
-    needed = {"env", "hparams", "members"} | (set() if options.get("step_only") == "1" else {"steps"})
-    members, steps = options.get("members", ""), options.get("steps", "1")
-    if (
-        len(options) != len(argv)
-        or set(options) - known
-        or needed - set(options)
-        or not (members.isdigit() and int(members) > 0 and steps.isdigit())
-    ):
+    try:
+        options = options_from(argv)
+    except ValueError:
         print(f"population_speed: error: usage {USAGE}; got {' '.join(argv) or 'nothing'}", file=sys.stderr)
         sys.exit(2)
     from smoothie_tf.startup import import_tensorflow_quietly

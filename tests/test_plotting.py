@@ -174,6 +174,9 @@ def test_a_curve_of_one_evaluation_is_a_point_with_its_spread(monkeypatch, tmp_p
     (bar,) = [c for c in axis.collections if isinstance(c, matplotlib.collections.LineCollection)]
     np.testing.assert_allclose(bar.get_segments(), [[[100, low[0]], [100, high[0]]]])
     assert line.get_marker() == "None" and list(line.get_xdata()) == [100, 200]  # two or more: a line
+    plotting.plot([one], tmp_path / "iqm.png", aggregate="iqm", reps=200)
+    point = drawn[1].axes[0].get_lines()[0]  # then the error bar's caps
+    assert point.get_marker() == "o" and point.get_ydata()[0] == one.iqm_curve(200, 0)[1][0]
 
 
 # --- IQM curves (--aggregate=iqm) ----------------------------------------------------------------

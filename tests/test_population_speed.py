@@ -296,6 +296,21 @@ def test_the_measuring_process_refuses_bad_arguments_in_one_line(args):
     assert line.startswith("population_speed: error: usage --env=ID --hparams=NAME --members=P"), line
 
 
+def test_the_measuring_process_takes_what_the_benchmark_starts_it_with():
+    for step_only in (False, True):
+        command = population_speed._command("Hopper-v4", "smoothie", 4, 3000, step_only=step_only)
+        assert population_speed.options_from(command[3:]) == {
+            "env": "Hopper-v4",
+            "hparams": "smoothie",
+            "members": "4",
+            "steps": "3000",
+        } | ({"step_only": "1"} if step_only else {})
+    assert population_speed.options_from(["--env=E", "--hparams=h", "--members=2", "--step_only=1"])
+    for bad in (["--step_only=true"], ["--steps=0"], ["--env"], ["--env=F"], ["--members=x"]):
+        with pytest.raises(ValueError):
+            population_speed.options_from(["--env=E", "--hparams=h", "--members=2", "--steps=9", *bad])
+
+
 def test_the_measuring_process_prints_its_usage_for_help():
     command = [sys.executable, "-m", "smoothie_tf.population_speed", "--help"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)

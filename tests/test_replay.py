@@ -1,6 +1,8 @@
 """The replay buffer: next observations across episode ends and wrap-around, which transitions
 stay, uniform sampling, memory per transition, save/load."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -198,12 +200,19 @@ def test_a_file_with_every_row_loads_and_one_missing_rows_in_use_is_refused(tmp_
     restored = ReplayBuffer(capacity=50, observation_dim=2, action_dim=1)
     restored.load(tmp_path / "full.npz")
     assert_same_state(restored, buffer)
-    short = arrays | {"actions": arrays["actions"][:11]}  # 12 transitions in use
-    np.savez(tmp_path / "short.npz", shape=np.array([50, 2, 1, 56]), **short)
     other = ReplayBuffer(capacity=50, observation_dim=2, action_dim=1)
-    with pytest.raises(ValueError, match=r"short.npz: actions is float32\[11, 1\], not float32\[12..50, 1\]"):
-        other.load(tmp_path / "short.npz")
-    assert other.added == 0 and not other.actions.any()
+    expected = {  # 12 transitions and 14 observation slots in use; each array one row short
+        "actions": (11, "float32[11, 1], not float32[12..50, 1]"),
+        "observations": (13, "float32[13, 2], not float32[14..56, 2]"),
+        "observation_slot": (11, "int64[11], not int64[12..50]"),
+    }
+    for name, (rows, message) in expected.items():
+        np.savez(
+            tmp_path / "short.npz", shape=np.array([50, 2, 1, 56]), **(arrays | {name: arrays[name][:rows]})
+        )
+        with pytest.raises(ValueError, match=re.escape(f"short.npz: {name} is {message}")):
+            other.load(tmp_path / "short.npz")
+        assert other.added == 0 and not other.actions.any() and not other.observations.any()
 
 
 def test_save_replaces_an_existing_file(tmp_path):

@@ -410,7 +410,7 @@ def test_progress_lines_time_the_steps_between_them_and_the_end_is_rounded(tmp_p
     assert first.startswith("step 1/300 (- steps/s) episode return "), first
     assert first.endswith(" eval return -"), first
     assert later[-1].startswith("step 300/300 ("), later
-    assert all(int(line.split("(")[1].split()[0]) > 0 for line in later), later
+    assert all(float(line.split("(")[1].split()[0]) > 0 for line in later), later
     last_return = eval_returns(tmp_path)[-1][1]
     assert lines[-1] == f"done: 300 steps, last evaluation return {last_return:.2f}, logdir {tmp_path}"
 
