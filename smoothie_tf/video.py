@@ -83,6 +83,8 @@ def render_episodes(
             cwd=str(pathlib.Path(__file__).resolve().parent.parent),  # where `-m smoothie_tf` is found
         )
     except subprocess.TimeoutExpired as error:
+        for episode in episodes:  # the video cut off midway; finished ones are kept
+            _temporary(pathlib.Path(episode["path"])).unlink(missing_ok=True)
         renderer = f"MUJOCO_GL={environment['MUJOCO_GL']}"
         raise VideoError(f"rendering with {renderer} took over {timeout:g} s; it was stopped") from error
     if result.returncode != 0:
@@ -91,6 +93,11 @@ def render_episodes(
         if result.returncode < 0:
             reason = f"killed by signal {-result.returncode} ({reason})"
         raise VideoError(f"rendering with MUJOCO_GL={environment['MUJOCO_GL']} failed: {reason}")
+
+
+def _temporary(path: pathlib.Path) -> pathlib.Path:
+    """Where a video is written before it is renamed to `path`."""
+    return path.with_name(path.stem + ".tmp.mp4")
 
 
 def _render(env_id: str, seed: int, actions: list, path: pathlib.Path, fps: int, env_kwargs: dict) -> int:
@@ -109,7 +116,7 @@ def _render(env_id: str, seed: int, actions: list, path: pathlib.Path, fps: int,
     finally:
         env.close()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.stem + ".tmp.mp4")
+    temporary = _temporary(path)
     # macro_block_size 1: frames of any size are written as they are, not resized.
     imageio.mimwrite(temporary, frames, fps=fps, macro_block_size=1, ffmpeg_log_level="error")
     os.replace(temporary, path)

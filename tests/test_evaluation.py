@@ -404,11 +404,14 @@ def test_eval_makes_the_env_with_the_runs_env_kwargs(tmp_path):
 
 
 def test_rendering_is_stopped_after_a_minute_and_a_second_a_frame(monkeypatch, tmp_path):
-    """A renderer that hangs is stopped: VideoError, not a traceback; a long evaluation gets its time."""
+    """A renderer that hangs is stopped: VideoError, not a traceback, and no half-written video
+    left; a long evaluation gets its time."""
     asked = {}
 
     def hang(*args, timeout, **kwargs):
         asked["timeout"], asked["request"] = timeout, json.loads(kwargs["input"])
+        (tmp_path / "v").mkdir()
+        (tmp_path / "v" / "a.tmp.mp4").write_bytes(b"half a video")  # cut off by the timeout
         raise subprocess.TimeoutExpired(args[0], timeout)
 
     monkeypatch.setattr(subprocess, "run", hang)
@@ -420,3 +423,4 @@ def test_rendering_is_stopped_after_a_minute_and_a_second_a_frame(monkeypatch, t
     assert asked["timeout"] == 60 + 1000 + 1
     paths = [episode["path"] for episode in asked["request"]["episodes"]]
     assert paths == [str(tmp_path / "v" / "a.mp4"), str(tmp_path / "b.mp4")]
+    assert list((tmp_path / "v").iterdir()) == []  # so the same --video_dir can be used again
