@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 
 from smoothie_tf import plotting
+from smoothie_tf.plotting import Record
 
 CONFIDENCE = 0.95
 
@@ -62,7 +63,7 @@ class Arm:
         return self.runs[0].env
 
 
-def find_arm(name: str, directories: Sequence[str | pathlib.Path]) -> list:
+def find_arm(name: str, directories: Sequence[str | pathlib.Path]) -> list[tuple[pathlib.Path, Record]]:
     """(run directory, record) of every run below `directories`, all of one env (AggregateError
     otherwise); no event file is read (plotting.find_records)."""
     try:

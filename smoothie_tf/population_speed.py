@@ -303,9 +303,8 @@ def options_from(argv: list[str]) -> dict[str, str]:
     needed = {"env", "hparams", "members"} | (set() if step_only else {"steps"})
     if set(options) - needed - {"steps", "step_only"} or needed - set(options):
         raise ValueError("arguments")
-    if options.get("step_only", "1") != "1" or not all(
-        options.get(key, "1").isdigit() and int(options.get(key, "1")) > 0 for key in ("members", "steps")
-    ):
+    counts = [options["members"], options.get("steps", "1")]
+    if options.get("step_only", "1") != "1" or not all(n.isdigit() and int(n) > 0 for n in counts):
         raise ValueError("values")
     return options
 

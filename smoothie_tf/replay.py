@@ -207,12 +207,10 @@ class ReplayBuffer:
         for name, array in arrays.items():
             target = getattr(self, name)
             rows = self._rows_in_use(name, counters)
-            if (
-                not (rows <= len(array) <= len(target))
-                or array.shape[1:] != target.shape[1:]
-                or (array.dtype != target.dtype)
-            ):
-                expected = f"{target.dtype}{[f'{rows}..{len(target)}', *target.shape[1:]]}".replace("'", "")
+            fits = rows <= len(array) <= len(target) and array.shape[1:] == target.shape[1:]
+            if not fits or array.dtype != target.dtype:
+                dims = ", ".join([f"{rows}..{len(target)}", *map(str, target.shape[1:])])
+                expected = f"{target.dtype}[{dims}]"
                 raise ValueError(
                     f"replay buffer {path}: {name} is {array.dtype}{list(array.shape)}, not {expected}"
                 )

@@ -72,6 +72,7 @@ def render_episodes(
     request = {"env_id": env_id, "env_kwargs": dict(env_kwargs or {}), "fps": fps, "episodes": episodes}
     environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    renderer = f"MUJOCO_GL={environment['MUJOCO_GL']}"
     try:
         result = subprocess.run(
             [sys.executable, "-m", "smoothie_tf.video"],
@@ -85,14 +86,13 @@ def render_episodes(
     except subprocess.TimeoutExpired as error:
         for episode in episodes:  # the video cut off midway; finished ones are kept
             _temporary(pathlib.Path(episode["path"])).unlink(missing_ok=True)
-        renderer = f"MUJOCO_GL={environment['MUJOCO_GL']}"
         raise VideoError(f"rendering with {renderer} took over {timeout:g} s; it was stopped") from error
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit code {result.returncode}"
         if result.returncode < 0:
             reason = f"killed by signal {-result.returncode} ({reason})"
-        raise VideoError(f"rendering with MUJOCO_GL={environment['MUJOCO_GL']} failed: {reason}")
+        raise VideoError(f"rendering with {renderer} failed: {reason}")
 
 
 def _temporary(path: pathlib.Path) -> pathlib.Path:
